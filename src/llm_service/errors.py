@@ -1,0 +1,144 @@
+"""The one error type and the one JSON error shape.
+
+Every failure leaves the service as
+``{"success": false, "error": <sentence>, "code": <code>, "requestId": <id>}`` (plus ``details``
+for validation), with the same id in the ``X-Request-ID`` header. Handlers are installed by
+``install_error_handlers``; unexpected exceptions are caught by ``RequestContextMiddleware``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llm_service.jsonutil import dumps
+
+log = logging.getLogger("llm_service.errors")
+
+DB_RETRY_AFTER_S = 5
+
+
+class ServiceError(Exception):
+    """An error with a status, a contract code and a sentence a person can act on."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        details: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+        self.details = details
+
+
+def unauthorized() -> ServiceError:
+    return ServiceError(
+        401,
+        "unauthorized",
+        "Your session is missing or has expired: sign in again.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def unknown_provider(provider: str) -> ServiceError:
+    from llm_service.settings import PROVIDERS
+
+    return ServiceError(
+        404,
+        "unknown_provider",
+        f"Unknown provider; use one of: {', '.join(PROVIDERS)}.",
+    )
+
+
+def database_unavailable() -> ServiceError:
+    return ServiceError(
+        503,
+        "unavailable",
+        "The service's database is not reachable right now; try again in a few seconds.",
+        headers={"Retry-After": str(DB_RETRY_AFTER_S)},
+    )
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Connection-level failures of the database (not bugs such as a bad query)."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        )
+    return isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError | OSError)
+
+
+def request_id_of(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def error_response(error: ServiceError, request_id: str) -> Response:
+    body: dict[str, Any] = {"success": False, "error": error.message, "code": error.code}
+    if error.details is not None:
+        body["details"] = list(error.details)
+    body["requestId"] = request_id
+    headers = {**error.headers, "X-Request-ID": request_id}
+    return Response(dumps(body), status_code=error.status, headers=headers,
+                    media_type="application/json")
+
+
+def _validation_details(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Field path and reason only: never the submitted input (it may be an API key)."""
+    details = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path")]
+        details.append({"field": ".".join(loc) or "body", "reason": str(err.get("msg", "invalid"))})
+    return details
+
+
+def validation_error(errors: Sequence[Mapping[str, Any]]) -> ServiceError:
+    details = _validation_details(errors)
+    first = details[0] if details else {"field": "body", "reason": "invalid"}
+    return ServiceError(
+        422,
+        "validation_error",
+        f"Check the request: {first['field']}: {first['reason']}.",
+        details=details,
+    )
+
+
+_HTTP_CODES = {
+    404: ("not_found", "Nothing here: check the URL."),
+    405: ("method_not_allowed", "This URL does not take that method."),
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_service_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServiceError)
+        return error_response(exc, request_id_of(request))
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(validation_error(exc.errors()), request_id_of(request))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code, message = _HTTP_CODES.get(exc.status_code, ("error", "The request failed."))
+        headers = dict(exc.headers or {})
+        return error_response(
+            ServiceError(exc.status_code, code, message, headers=headers), request_id_of(request)
+        )
+
+    app.add_exception_handler(ServiceError, on_service_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)

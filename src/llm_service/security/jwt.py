@@ -1,0 +1,90 @@
+"""JWT issued by the platform's auth service: decoding (pinned algorithm, `exp` required) and,
+for operators and development, issuing."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from llm_service.settings import ROLES, Settings
+
+_MAX_USER_ID = 2**63 - 1
+
+
+class InvalidToken(Exception):
+    """Any reason a token is not accepted; the reason is for logs, never for the client."""
+
+
+class UnknownRole(Exception):
+    """A valid token whose role this service does not know."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: int
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "ADMIN"
+
+
+def _user_id(value: object) -> int:
+    if isinstance(value, bool):
+        raise InvalidToken("user id is a boolean")
+    if isinstance(value, int):
+        user_id = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        user_id = int(value)
+    else:
+        raise InvalidToken("user id is not an integer")
+    if not 0 < user_id <= _MAX_USER_ID:
+        raise InvalidToken("user id out of range")
+    return user_id
+
+
+class TokenDecoder:
+    def __init__(self, settings: Settings) -> None:
+        assert settings.jwt_secret
+        self._secret = settings.jwt_secret
+        self._algorithms = [settings.jwt_algorithm]
+        self._leeway = settings.jwt_leeway_s
+        self._id_claims = (settings.jwt_user_id_claim, settings.jwt_subject_claim)
+        self._role_claim = settings.jwt_role_claim
+
+    def decode(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=self._algorithms,
+                options={"require": ["exp"], "verify_aud": False},
+                leeway=self._leeway,
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(type(exc).__name__) from None
+        raw_id = next((claims[c] for c in self._id_claims if claims.get(c) is not None), None)
+        if raw_id is None:
+            raise InvalidToken("no user id claim")
+        role = claims.get(self._role_claim)
+        if role is None or role == "":
+            role = "CLIENT"
+        if not isinstance(role, str) or role.upper() not in ROLES:
+            raise UnknownRole()
+        return Principal(user_id=_user_id(raw_id), role=role.upper())
+
+
+def issue_token(settings: Settings, *, user_id: int, role: str, ttl_s: int = 86_400) -> str:
+    """A token the way the platform's auth service makes them (for curl, operators and tests)."""
+    assert settings.jwt_secret
+    now = int(time.time())
+    claims = {
+        settings.jwt_user_id_claim: user_id,
+        settings.jwt_subject_claim: str(user_id),
+        settings.jwt_role_claim: role,
+        "iat": now,
+        "exp": now + ttl_s,
+    }
+    return jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)

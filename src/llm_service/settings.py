@@ -1,0 +1,193 @@
+"""Configuration: the one place that reads the environment.
+
+Development is the default (``LLM_ENV=development``): with no database configured the service uses
+an SQLite file under ``LLM_DATA_DIR`` (``./data``), and a JWT secret and an encryption key are
+generated once into ``<data dir>/dev-secrets.json`` (mode 0600) and reused on every later start.
+``LLM_ENV=production`` refuses to start when a secret is missing or weak, or no database is set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import quote_plus
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+log = logging.getLogger("llm_service.settings")
+
+PROVIDERS: tuple[str, ...] = ("openai", "gemini", "claude", "qwen", "huggingface")
+ROLES: tuple[str, ...] = ("CLIENT", "STAFF", "ADMIN")
+
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+DEV_SECRETS_FILE = "dev-secrets.json"
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or wrong; the message names the variable and what is wrong."""
+
+
+def _csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Variable names are the platform's (see `.env.example`)."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, case_sensitive=False, extra="ignore", populate_by_name=True
+    )
+
+    env: Literal["development", "production"] = Field("development", alias="LLM_ENV")
+    host: str = Field("127.0.0.1", alias="LLM_SERVICE_HOST")
+    port: int = Field(8085, alias="LLM_SERVICE_PORT", ge=1, le=65535)
+    data_dir: Path = Field(Path("data"), alias="LLM_DATA_DIR")
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    db_host: str | None = Field(None, alias="DB_HOST")
+    db_port: int = Field(5432, alias="DB_PORT")
+    db_user: str = Field("postgres", alias="DB_USER")
+    db_password: str = Field("", alias="DB_PASSWORD")
+    db_name: str = Field("llm_service", alias="DB_NAME")
+    db_pool_size: int = Field(10, alias="DB_POOL_SIZE", ge=1)
+    db_max_overflow: int = Field(10, alias="DB_MAX_OVERFLOW", ge=0)
+    db_timeout_s: float = Field(5.0, alias="DB_TIMEOUT_S", gt=0)
+    migrate_on_start: bool | None = Field(None, alias="LLM_MIGRATE_ON_START")
+
+    jwt_secret: str | None = Field(None, alias="JWT_SECRET")
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field("HS256", alias="JWT_ALGORITHM")
+    jwt_leeway_s: int = Field(30, alias="JWT_LEEWAY_S", ge=0, le=300)
+    jwt_user_id_claim: str = Field("user_id", alias="JWT_USER_ID_CLAIM")
+    jwt_subject_claim: str = Field("sub", alias="JWT_SUBJECT_CLAIM")
+    jwt_role_claim: str = Field("role", alias="JWT_ROLE_CLAIM")
+
+    encryption_key: str | None = Field(None, alias="ENCRYPTION_KEY")
+    encryption_keys_previous: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="ENCRYPTION_KEYS_PREVIOUS"
+    )
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="CORS_ORIGINS"
+    )
+    max_body_bytes: int = Field(1_048_576, alias="LLM_MAX_BODY_BYTES", ge=1024)
+    context_messages: int = Field(20, alias="LLM_CONTEXT_MESSAGES", ge=0, le=100)
+
+    openai_default_model: str = Field("gpt-4o", alias="LLM_OPENAI_DEFAULT_MODEL")
+    gemini_default_model: str = Field("gemini-2.0-flash-exp", alias="LLM_GEMINI_DEFAULT_MODEL")
+    claude_default_model: str = Field(
+        "claude-sonnet-4-5-20250929", alias="LLM_CLAUDE_DEFAULT_MODEL"
+    )
+    qwen_default_model: str = Field("qwen-max", alias="LLM_QWEN_DEFAULT_MODEL")
+    huggingface_default_model: str = Field(
+        "meta-llama/Llama-3.3-70B-Instruct", alias="LLM_HUGGINGFACE_DEFAULT_MODEL"
+    )
+
+    @field_validator("encryption_keys_previous", "cors_origins", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        return _csv(value)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def should_migrate_on_start(self) -> bool:
+        return self.migrate_on_start if self.migrate_on_start is not None else not self.is_production
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL: DATABASE_URL, else the DB_* parts, else the embedded SQLite file."""
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        if self.db_host:
+            password = f":{quote_plus(self.db_password)}" if self.db_password else ""
+            return (
+                f"postgresql+asyncpg://{quote_plus(self.db_user)}{password}"
+                f"@{self.db_host}:{self.db_port}/{self.db_name}"
+            )
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'llm-service.db').resolve()}"
+
+    @property
+    def database_configured(self) -> bool:
+        return bool(self.database_url or self.db_host)
+
+    def default_model(self, provider: str) -> str:
+        return str(getattr(self, f"{provider}_default_model"))
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the usual `postgres://` and `postgresql://` spellings and use the async drivers."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url
+
+
+def validate_secrets(settings: Settings) -> None:
+    """Raise ConfigurationError naming the first wrong variable."""
+    secret = settings.jwt_secret
+    if not secret:
+        raise ConfigurationError("JWT_SECRET is not set: set it to a random string of 32+ bytes")
+    if settings.is_production and len(secret.encode()) < 32:
+        raise ConfigurationError(
+            f"JWT_SECRET is {len(secret.encode())} bytes: production needs at least 32"
+        )
+    if not settings.encryption_key or not _HEX64.match(settings.encryption_key):
+        raise ConfigurationError(
+            "ENCRYPTION_KEY must be 64 hex characters (run `llm-service gen-key`)"
+        )
+    for i, key in enumerate(settings.encryption_keys_previous):
+        if not _HEX64.match(key):
+            raise ConfigurationError(
+                f"ENCRYPTION_KEYS_PREVIOUS item {i + 1} must be 64 hex characters"
+            )
+    if settings.is_production and not settings.database_configured:
+        raise ConfigurationError(
+            "DATABASE_URL (or DB_HOST) is not set: production needs PostgreSQL"
+        )
+
+
+def _ensure_dev_secrets(settings: Settings) -> Settings:
+    """Fill a missing JWT secret or encryption key from the 0600 dev-secrets file, made once."""
+    if settings.jwt_secret and settings.encryption_key:
+        return settings
+    path = settings.data_dir / DEV_SECRETS_FILE
+    if path.exists():
+        stored = json.loads(path.read_text())
+        action = "reusing development secrets from"
+    else:
+        stored = {"JWT_SECRET": secrets.token_urlsafe(48), "ENCRYPTION_KEY": secrets.token_hex(32)}
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(stored, handle)
+        action = "generated development secrets into"
+    log.warning("%s %s (development only; set JWT_SECRET and ENCRYPTION_KEY to override)",
+                action, path)
+    return settings.model_copy(
+        update={
+            "jwt_secret": settings.jwt_secret or stored["JWT_SECRET"],
+            "encryption_key": settings.encryption_key or stored["ENCRYPTION_KEY"],
+        }
+    )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (overrides win), fill development secrets, and validate."""
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if not settings.is_production:
+        settings = _ensure_dev_secrets(settings)
+    validate_secrets(settings)
+    return settings
