@@ -1,4 +1,7 @@
-"""JSON encoding and decoding with orjson (several times faster than the standard library)."""
+"""JSON encoding and decoding with orjson (several times faster than the standard library).
+
+Datetimes are written as ISO 8601 in UTC with a `Z`, as the contract has them.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,11 @@ from fastapi.responses import Response
 
 loads = orjson.loads
 
+_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
+    return orjson.dumps(value, option=_OPTIONS)
 
 
 class JSONResponse(Response):
@@ -20,4 +25,4 @@ class JSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        return orjson.dumps(content, option=_OPTIONS)

@@ -81,6 +81,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, alias="LLM_MAX_BODY_BYTES", ge=1024)
     context_messages: int = Field(20, alias="LLM_CONTEXT_MESSAGES", ge=0, le=100)
 
+    upstream_timeout_s: float = Field(60.0, alias="LLM_UPSTREAM_TIMEOUT_S", gt=0)
+    upstream_connect_timeout_s: float = Field(5.0, alias="LLM_UPSTREAM_CONNECT_TIMEOUT_S", gt=0)
+    upstream_max_retries: int = Field(2, alias="LLM_UPSTREAM_MAX_RETRIES", ge=0, le=10)
+
+    openai_base_url: str = Field("https://api.openai.com/v1", alias="LLM_OPENAI_BASE_URL")
+    gemini_base_url: str = Field(
+        "https://generativelanguage.googleapis.com", alias="LLM_GEMINI_BASE_URL"
+    )
+    claude_base_url: str = Field("https://api.anthropic.com", alias="LLM_CLAUDE_BASE_URL")
+    qwen_base_url: str = Field("https://dashscope-intl.aliyuncs.com", alias="LLM_QWEN_BASE_URL")
+    huggingface_base_url: str = Field(
+        "https://router.huggingface.co/v1", alias="LLM_HUGGINGFACE_BASE_URL"
+    )
+
     openai_default_model: str = Field("gpt-4o", alias="LLM_OPENAI_DEFAULT_MODEL")
     gemini_default_model: str = Field("gemini-2.0-flash-exp", alias="LLM_GEMINI_DEFAULT_MODEL")
     claude_default_model: str = Field(
@@ -102,7 +116,9 @@ class Settings(BaseSettings):
 
     @property
     def should_migrate_on_start(self) -> bool:
-        return self.migrate_on_start if self.migrate_on_start is not None else not self.is_production
+        if self.migrate_on_start is not None:
+            return self.migrate_on_start
+        return not self.is_production
 
     @property
     def resolved_database_url(self) -> str:
@@ -123,6 +139,9 @@ class Settings(BaseSettings):
 
     def default_model(self, provider: str) -> str:
         return str(getattr(self, f"{provider}_default_model"))
+
+    def base_url(self, provider: str) -> str:
+        return str(getattr(self, f"{provider}_base_url")).rstrip("/")
 
 
 def normalize_database_url(url: str) -> str:

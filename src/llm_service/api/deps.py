@@ -1,0 +1,126 @@
+"""Dependencies as Annotated aliases, so a route reads as its signature.
+
+Order of checks is the contract's: `CurrentUser` (401/403) comes first in every signature, then
+`Provider` (404), then the body (413/422).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llm_service.errors import ServiceError, unauthorized, unknown_provider, validation_error
+from llm_service.jsonutil import loads
+from llm_service.runtime import Runtime
+from llm_service.security.jwt import InvalidToken, Principal, UnknownRole
+from llm_service.settings import PROVIDERS
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def current_user(request: Request, runtime: RuntimeDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized()
+    try:
+        return runtime.tokens.decode(token.strip())
+    except InvalidToken:
+        raise unauthorized() from None
+    except UnknownRole:
+        raise ServiceError(
+            403, "forbidden", "Your account's role may not use the assistant."
+        ) from None
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+def provider_id(provider: str) -> str:
+    if provider not in PROVIDERS:
+        raise unknown_provider(provider)
+    return provider
+
+
+Provider = Annotated[str, Depends(provider_id)]
+
+
+async def db_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """One session per request, committed once when the route returns, rolled back on error."""
+    async with runtime.sessions() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+# scope="function": the commit happens before the response is sent, so a failed commit is the
+# response.
+SessionDep = Annotated[AsyncSession, Depends(db_session, scope="function")]
+
+
+def payload_too_large(limit: int) -> ServiceError:
+    return ServiceError(
+        413,
+        "payload_too_large",
+        f"The request body is larger than {limit} bytes; send less.",
+    )
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise payload_too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise payload_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def json_body(model: type[ModelT]) -> Callable[..., Any]:
+    """A dependency reading the body as `model`: 413 over the size limit (before parsing),
+    422 when it is not a JSON object or does not validate."""
+
+    async def read(request: Request, runtime: RuntimeDep) -> ModelT:
+        raw = await _read_limited(request, runtime.settings.max_body_bytes)
+        try:
+            data = loads(raw)
+        except ValueError:
+            raise validation_error(
+                [{"loc": ("body",), "msg": "the body is not valid JSON"}]
+            ) from None
+        if not isinstance(data, dict):
+            raise validation_error([{"loc": ("body",), "msg": "the body must be a JSON object"}])
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise validation_error(exc.errors(include_input=False, include_url=False)) from None
+
+    return read
+
+
+def body_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI requestBody for a route that reads its body with `json_body`."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema(by_alias=True)}},
+        }
+    }

@@ -1,0 +1,81 @@
+"""The application factory. The lifespan owns what requests share: the engine, the keyring and
+the token decoder (later the vendor HTTP pool and the limiter)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from llm_service import __version__
+from llm_service.api import configs, health, history
+from llm_service.db import migrate
+from llm_service.db.session import create_engine, create_session_factory
+from llm_service.errors import install_error_handlers
+from llm_service.jsonutil import JSONResponse
+from llm_service.middleware import RequestContextMiddleware
+from llm_service.runtime import Runtime
+from llm_service.security.crypto import Keyring
+from llm_service.security.jwt import TokenDecoder
+from llm_service.settings import Settings, load_settings
+
+log = logging.getLogger("llm_service")
+
+DESCRIPTION = """\
+Bring-your-own-key chat backend for five LLM vendors (OpenAI, Gemini, Claude, Qwen, Hugging Face).
+
+Every `/llm/*` route needs `Authorization: Bearer <jwt>` from the platform's auth service.
+Every error has one shape: `{"success": false, "error": "...", "code": "...", "requestId": "..."}`
+(plus `details` for validation errors), and the same id in the `X-Request-ID` header.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        try:
+            if settings.should_migrate_on_start:
+                await migrate.upgrade(engine)
+            assert settings.encryption_key
+            app.state.runtime = Runtime(
+                settings=settings,
+                engine=engine,
+                sessions=create_session_factory(engine),
+                keyring=Keyring.from_hex(
+                    settings.encryption_key, settings.encryption_keys_previous
+                ),
+                tokens=TokenDecoder(settings),
+            )
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="llm-service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    install_error_handlers(app)
+    for router in (health.router, configs.router, history.router):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "X-RateLimit-Limit",
+                            "X-RateLimit-Remaining", "X-RateLimit-Reset"],
+            max_age=600,
+        )
+    # Outermost of ours: every answer, CORS preflights and errors included, gets a request id.
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,20 @@
+"""What the app's lifespan builds once and every request shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from llm_service.security.crypto import Keyring
+from llm_service.security.jwt import TokenDecoder
+from llm_service.settings import Settings
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    keyring: Keyring
+    tokens: TokenDecoder

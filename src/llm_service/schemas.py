@@ -1,0 +1,121 @@
+"""Request and response bodies, camelCase on the wire.
+
+Request models ignore unknown fields (the widget may send more; a `userId` in a body changes
+nothing). Responses are built as plain dicts on the request path (orjson); the response models here
+describe them in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ApiKey = Annotated[
+    str,
+    Field(
+        pattern=r"^[\x21-\x7e]+$",
+        min_length=8,
+        max_length=512,
+        description="The vendor API key: 8-512 printable ASCII characters, no spaces.",
+    ),
+]
+ModelName = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9._:/-]+$",
+        min_length=1,
+        max_length=100,
+        description="The vendor's model id: 1-100 characters of A-Z a-z 0-9 . _ : / -",
+    ),
+]
+Temperature = Annotated[float, Field(strict=True, ge=0.0, le=2.0, allow_inf_nan=False)]
+MaxTokens = Annotated[int, Field(strict=True, ge=1, le=32000)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=False, frozen=True)
+
+
+class ConfigIn(_In):
+    """Body of POST /llm/config/{provider}. Left-out fields keep their stored values (or take the
+    defaults on creation); an explicit null is refused."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        populate_by_name=False,
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {"apiKey": "sk-proj-0123456789abcdef", "model": "gpt-4o", "temperature": 0.7,
+                 "maxTokens": 2048},
+                {"model": "gpt-4o-mini"},
+            ]
+        },
+    )
+
+    api_key: ApiKey | None = Field(None, alias="apiKey")
+    model: ModelName | None = Field(None, alias="model")
+    temperature: Temperature | None = Field(None, alias="temperature", description="0.0-2.0")
+    max_tokens: MaxTokens | None = Field(None, alias="maxTokens", description="1-32000")
+
+    @field_validator("api_key", "model", "temperature", "max_tokens", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any) -> Any:
+        # Runs only for fields present in the body: leaving a field out is fine, null is not.
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep the stored value")
+        return value
+
+
+class ConfigView(BaseModel):
+    model: str = Field(examples=["gpt-4o"])
+    temperature: float = Field(examples=[0.7])
+    maxTokens: int = Field(examples=[2048])
+    apiKey: str = Field(
+        examples=["sk-***abcd"],
+        description="Masked: at most the first 3 and last 4 characters; `***` for short keys.",
+    )
+    createdAt: datetime
+    updatedAt: datetime
+
+
+class ConfigsOut(BaseModel):
+    configs: dict[str, ConfigView] = Field(description="Only configured providers appear.")
+
+
+class MessageOut(BaseModel):
+    success: Literal[True] = True
+    message: str = Field(examples=["Configuration saved"])
+
+
+class HistoryItem(BaseModel):
+    id: int = Field(examples=[123])
+    role: Literal["user", "assistant"]
+    content: str = Field(examples=["Hello"])
+    tokensUsed: int = Field(examples=[2])
+    createdAt: datetime
+
+
+class HistoryOut(BaseModel):
+    history: list[HistoryItem] = Field(description="The page, oldest first.")
+    total: int = Field(examples=[150], description="All of the user's messages for the provider.")
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(examples=["temperature"])
+    reason: str = Field(examples=["Input should be less than or equal to 2"])
+
+
+class ErrorOut(BaseModel):
+    success: Literal[False] = False
+    error: str = Field(examples=["Check the request: temperature: Input should be less than or "
+                                 "equal to 2."])
+    code: str = Field(examples=["validation_error"])
+    details: list[ErrorDetail] | None = None
+    requestId: str = Field(examples=["6f1c2b0e9a4d4d0c8f7e1a2b3c4d5e6f"])
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"] = "ok"

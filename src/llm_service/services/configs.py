@@ -1,0 +1,165 @@
+"""Per-user vendor configurations: the one place a config row is built from input (and so the
+one place an API key is encrypted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llm_service.db.models import LLMConfig, utcnow
+from llm_service.errors import ServiceError
+from llm_service.schemas import ConfigIn
+from llm_service.security.crypto import Keyring, KeyUnreadable
+from llm_service.settings import Settings
+
+DEFAULT_TEMPERATURE = Decimal("0.70")
+DEFAULT_MAX_TOKENS = 2048
+
+
+def mask_api_key(api_key: str) -> str:
+    """At most the first 3 and last 4 characters; keys shorter than 12 show as `***`."""
+    if len(api_key) < 12:
+        return "***"
+    return f"{api_key[:3]}***{api_key[-4:]}"
+
+
+def _temperature(value: float) -> Decimal:
+    return Decimal(str(round(value, 2)))
+
+
+def config_values(
+    keyring: Keyring, user_id: int, provider: str, given: ConfigIn
+) -> dict[str, Any]:
+    """Column values for the fields present in the input, the API key encrypted and masked."""
+    values: dict[str, Any] = {}
+    if given.api_key is not None:
+        values["api_key_encrypted"] = keyring.encrypt(
+            given.api_key, user_id=user_id, provider=provider
+        )
+        values["api_key_hint"] = mask_api_key(given.api_key)
+    if given.model is not None:
+        values["model"] = given.model
+    if given.temperature is not None:
+        values["temperature"] = _temperature(given.temperature)
+    if given.max_tokens is not None:
+        values["max_tokens"] = given.max_tokens
+    return values
+
+
+def _missing_api_key() -> ServiceError:
+    return ServiceError(
+        422,
+        "validation_error",
+        "Check the request: apiKey: required the first time a provider is configured.",
+        details=[{"field": "apiKey", "reason": "Field required when the provider is not "
+                  "configured yet"}],
+    )
+
+
+def _insert(dialect: str) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(LLMConfig)
+
+
+async def save_config(
+    session: AsyncSession,
+    keyring: Keyring,
+    settings: Settings,
+    *,
+    user_id: int,
+    provider: str,
+    given: ConfigIn,
+) -> None:
+    """Create or update the (user, provider) row in one statement (safe under concurrent saves).
+
+    Without an API key only an existing row can be updated; creating one needs the key.
+    """
+    values = config_values(keyring, user_id, provider, given)
+    now = utcnow()
+    if "api_key_encrypted" not in values:
+        result = await session.execute(
+            update(LLMConfig)
+            .where(LLMConfig.user_id == user_id, LLMConfig.provider == provider)
+            .values(**values, updated_at=now)
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise _missing_api_key()
+        return
+    row = {
+        "user_id": user_id,
+        "provider": provider,
+        "model": settings.default_model(provider),
+        "temperature": DEFAULT_TEMPERATURE,
+        "max_tokens": DEFAULT_MAX_TOKENS,
+        "created_at": now,
+        **values,
+        "updated_at": now,
+    }
+    statement = _insert(session.bind.dialect.name).values(**row)
+    statement = statement.on_conflict_do_update(
+        index_elements=["user_id", "provider"], set_={**values, "updated_at": now}
+    )
+    await session.execute(statement)
+
+
+async def list_configs(session: AsyncSession, user_id: int) -> list[LLMConfig]:
+    result = await session.scalars(
+        select(LLMConfig).where(LLMConfig.user_id == user_id).order_by(LLMConfig.provider)
+    )
+    return list(result)
+
+
+async def get_config(session: AsyncSession, user_id: int, provider: str) -> LLMConfig | None:
+    return await session.scalar(
+        select(LLMConfig).where(LLMConfig.user_id == user_id, LLMConfig.provider == provider)
+    )
+
+
+async def delete_config(session: AsyncSession, user_id: int, provider: str) -> bool:
+    """Delete the row; False when there was none. Chat history is kept."""
+    result = await session.execute(
+        delete(LLMConfig).where(LLMConfig.user_id == user_id, LLMConfig.provider == provider)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def config_view(row: LLMConfig) -> dict[str, Any]:
+    return {
+        "model": row.model,
+        "temperature": float(row.temperature),
+        "maxTokens": row.max_tokens,
+        "apiKey": row.api_key_hint,
+        "createdAt": row.created_at,
+        "updatedAt": row.updated_at,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class RotationReport:
+    rotated: int
+    current: int
+
+
+async def rotate_keys(session: AsyncSession, keyring: Keyring) -> RotationReport:
+    """Re-encrypt every stored key not written under the current key. Fails closed: a row that
+    does not decrypt under any known key aborts the run, and nothing is committed by the caller."""
+    rotated = current = 0
+    rows = await session.scalars(select(LLMConfig).order_by(LLMConfig.id).with_for_update())
+    for row in rows:
+        if not keyring.needs_rotation(row.api_key_encrypted):
+            current += 1
+            continue
+        try:
+            plain = keyring.decrypt(
+                row.api_key_encrypted, user_id=row.user_id, provider=row.provider
+            )
+        except KeyUnreadable:
+            raise KeyUnreadable(f"llm_configs row {row.id} does not decrypt") from None
+        row.api_key_encrypted = keyring.encrypt(plain, user_id=row.user_id, provider=row.provider)
+        rotated += 1
+    await session.flush()
+    return RotationReport(rotated=rotated, current=current)
