@@ -31,7 +31,7 @@ PG_ADMIN_URL = os.environ.get("LLM_TEST_PG_URL", "postgresql://postgres@127.0.0.
 ON_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = ("sqlite", "postgres")
 
-TEST_JWT_SECRET = "test-secret-" + "x" * 40
+TEST_JWT_SECRET = "test-secret-" + "x" * 60
 TEST_ENCRYPTION_KEY = generate_key_hex()
 
 

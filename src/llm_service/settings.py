@@ -75,6 +75,9 @@ class Settings(BaseSettings):
         default_factory=list, alias="ENCRYPTION_KEYS_PREVIOUS"
     )
 
+    # Shared counters for per-user rate limits across replicas (read by the rate limiter).
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="CORS_ORIGINS"
     )
