@@ -145,3 +145,19 @@ async def api(
             settings=settings,
             backend="postgres" if database_url.startswith("postgresql") else "sqlite",
         )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Count the tests of each database backend, so a skipped PostgreSQL half is visible."""
+    counts: dict[str, dict[str, int]] = {backend: {} for backend in BACKENDS}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            for backend in BACKENDS:
+                if f"[{backend}" in nodeid or f"-{backend}]" in nodeid or f"-{backend}-" in nodeid:
+                    counts[backend][outcome] = counts[backend].get(outcome, 0) + 1
+    lines = [
+        f"{backend}: " + (", ".join(f"{n} {o}" for o, n in sorted(c.items())) or "no tests")
+        for backend, c in counts.items()
+    ]
+    terminalreporter.write_sep("-", "database backends: " + "; ".join(lines))
