@@ -1,0 +1,43 @@
+"""The OpenAPI document at /openapi.json (rendered at /docs) describes every route."""
+
+from __future__ import annotations
+
+from tests.conftest import Api
+
+
+async def test_docs_page_is_served(api: Api) -> None:
+    response = await api.client.get("/docs")
+    assert response.status_code == 200
+    assert "swagger" in response.text.lower()
+
+
+async def test_every_route_is_described_with_its_answers(api: Api) -> None:
+    paths = (await api.client.get("/openapi.json")).json()["paths"]
+    expected = {
+        ("/llm/configs", "get"): {"200", "401", "503"},
+        ("/llm/config/{provider}", "post"): {"200", "401", "404", "413", "422", "503"},
+        ("/llm/config/{provider}", "delete"): {"200", "401", "404", "503"},
+        ("/llm/history/{provider}", "get"): {"200", "401", "404", "422", "503"},
+        ("/llm/history/{provider}", "delete"): {"200", "401", "404", "503"},
+        ("/health", "get"): {"200"},
+        ("/health/ready", "get"): {"200", "503"},
+    }
+    for (path, method), statuses in expected.items():
+        assert statuses <= set(paths[path][method]["responses"]), (path, method)
+
+
+async def test_config_body_is_documented_with_examples_and_bounds(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    body = spec["paths"]["/llm/config/{provider}"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    assert set(schema["properties"]) == {"apiKey", "model", "temperature", "maxTokens"}
+    assert schema["examples"][0]["model"] == "gpt-4o"
+    assert any(v.get("maximum") == 32000 for v in schema["properties"]["maxTokens"]["anyOf"])
+
+
+async def test_history_paging_parameters_are_documented(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    params = {p["name"]: p for p in spec["paths"]["/llm/history/{provider}"]["get"]["parameters"]}
+    assert params["limit"]["schema"]["maximum"] == 200
+    assert params["limit"]["schema"]["default"] == 50
+    assert params["offset"]["schema"]["minimum"] == 0
