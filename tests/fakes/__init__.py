@@ -1,0 +1,1 @@
+"""Test fakes: a fake LLM vendor server (see ``tests.fakes.vendor``)."""

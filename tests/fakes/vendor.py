@@ -1,0 +1,1304 @@
+"""A fake LLM vendor: one HTTP server that speaks the wire formats of all five vendors.
+
+For tests (in-process) and for frontend developers (standalone). Nothing leaves 127.0.0.1.
+
+Standalone, from the repository root::
+
+    .venv/bin/python -m tests.fakes.vendor --port 9100
+
+prints the base-URL settings for the service and serves until Ctrl-C::
+
+    LLM_OPENAI_BASE_URL=http://127.0.0.1:9100/openai/v1
+    LLM_GEMINI_BASE_URL=http://127.0.0.1:9100/gemini
+    LLM_CLAUDE_BASE_URL=http://127.0.0.1:9100/claude
+    LLM_QWEN_BASE_URL=http://127.0.0.1:9100/qwen
+    LLM_HUGGINGFACE_BASE_URL=http://127.0.0.1:9100/huggingface/v1
+
+In-process::
+
+    with FakeVendor() as fake:
+        client = openai.AsyncOpenAI(api_key="sk-x", base_url=fake.base_url("openai"))
+        fake.set_behaviour("rate_limit", provider="openai", times=1, retry_after=3)
+        fake.requests_for("openai")[-1].headers["authorization"]  # "Bearer sk-x"
+
+Routes (one server, told apart by the path prefix):
+
+* OpenAI       ``POST /openai/v1/chat/completions``            key ``Authorization: Bearer``
+* Hugging Face ``POST /huggingface/v1/chat/completions``       same OpenAI-compatible format
+* Claude       ``POST /claude/v1/messages``                    key ``x-api-key`` or ``Bearer``
+* Gemini       ``POST /gemini/{v1|v1beta}/models/{model}:generateContent``
+               ``POST /gemini/{v1|v1beta}/models/{model}:streamGenerateContent?alt=sse``
+               (without ``alt=sse``: one JSON array); key ``x-goog-api-key`` (or ``?key=``)
+* Qwen         ``POST /qwen/api/v1/services/aigc/text-generation/generation``
+               key ``Authorization: Bearer``; streams when ``X-DashScope-SSE: enable`` or
+               ``Accept: text/event-stream``
+
+Answers are deterministic: the reply is ``"Echo from <provider> <model>: <last user text>"``;
+input tokens = whitespace-separated words over all input messages and the system prompt; output
+tokens = words of the reply. A stream splits the reply into ``pieces`` parts (default 4) with a
+pause of ``delay`` seconds (default 0.05) between them; the parts concatenate to the reply.
+A request without a key gets the vendor's missing-key answer, and a key starting with ``bad``
+gets the vendor's invalid-key answer, whatever the behaviour (handy for frontend work).
+
+Behaviours (``set_behaviour(mode, provider=None, times=None, **options)`` or
+``POST /_fake/behaviour {"mode", "provider"?, "times"?, <options>}``). A provider's own behaviour
+wins over the global one; with ``times`` it applies to that many requests, then is dropped.
+
+* ``ok``            normal answers.
+* ``auth``          the vendor's invalid-key answer: 401 (OpenAI, HF, Claude, Qwen), 400
+                    ``API_KEY_INVALID`` (Gemini).
+* ``rate_limit``    429 in the vendor's shape with ``Retry-After: <retry_after>`` (Gemini also
+                    carries a ``RetryInfo`` detail).
+* ``server_error``  500 in the vendor's shape.
+* ``bad_request``   400 in the vendor's shape, "unknown model".
+* ``malformed``     200 ``application/json`` whose body is not JSON; a streaming request gets a
+                    200 event stream whose first event carries broken JSON.
+* ``hang``          never answers: waits until the client goes away (recorded as
+                    ``disconnected_at``), the server stops (then 503), or ``hang_seconds``
+                    (default 300) pass (then answers like ``server_error``). Also for streams:
+                    nothing is sent, not even the headers.
+* ``stream_error``  streaming requests send ``error_after`` pieces (default 2), then fail;
+                    non-streaming requests are answered normally. Per vendor (style ``event``):
+                    OpenAI ``data: {"error": {...}}`` then end of stream without ``[DONE]`` (the
+                    openai SDK raises ``openai.APIError``); Claude ``event: error`` with
+                    ``overloaded_error``; Gemini ``data: {"error": {"code": 500, ...,
+                    "status": "INTERNAL"}}`` (google-genai raises ``ServerError``); Qwen
+                    ``event:error`` with ``:HTTP_STATUS/500`` and an ``InternalError`` body.
+                    Hugging Face defaults to style ``close``: the connection is dropped in the
+                    middle of the chunked body (the client sees an incomplete read). The option
+                    ``stream_error_style`` = ``"event"`` | ``"close"`` overrides the default.
+
+Checks run in this order: ``hang``; missing key (Gemini 403 ``PERMISSION_DENIED``, others 401);
+``auth`` or a ``bad...`` key; ``rate_limit`` / ``server_error``; body validation (a vendor-shaped
+400 for e.g. missing ``model``/``messages``/``contents``, or Claude's ``max_tokens``);
+``bad_request``; then the answer (``ok``, ``malformed``, ``stream_error``). Where the real vendor
+answers an unknown model with 404 (OpenAI, Claude, Gemini), this fake answers 400 on purpose.
+Claude errors carry a ``request-id`` header; Qwen and Claude bodies a request id.
+
+Options (defaults from the ``FakeVendor`` constructor): ``pieces``, ``delay``, ``retry_after``,
+``hang_seconds``, ``error_after``, ``stream_error_style``.
+
+Control endpoints: ``POST /_fake/behaviour``, ``GET /_fake/behaviour``, ``POST /_fake/reset``,
+``GET /_fake/requests[?provider=...]`` (raw header values, keys included: it is a fake).
+
+Every vendor request is recorded (``RecordedRequest``): provider, method, path, query, headers
+(lower-case), parsed JSON body, ``received_at``, applied mode, status, whether it streamed,
+``finished_at`` (the fake finished the response: sent completely, or dropped on purpose) and
+``disconnected_at`` (the client went away first: an early-closed stream or a timed-out hang).
+Times are ``time.time()`` seconds. ``requests`` returns snapshots: read it again to see updates.
+
+A dropped stream (``stream_error`` with style ``close``) makes uvicorn log "ASGI callable returned
+without completing response.": that is expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import dataclasses
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+HOST = "127.0.0.1"
+PROVIDERS: tuple[str, ...] = ("openai", "gemini", "claude", "qwen", "huggingface")
+MODES: tuple[str, ...] = (
+    "ok",
+    "auth",
+    "rate_limit",
+    "server_error",
+    "bad_request",
+    "malformed",
+    "hang",
+    "stream_error",
+)
+BASE_PATHS: dict[str, str] = {
+    "openai": "/openai/v1",
+    "gemini": "/gemini",
+    "claude": "/claude",
+    "qwen": "/qwen",
+    "huggingface": "/huggingface/v1",
+}
+ENV_VARS: dict[str, str] = {p: f"LLM_{p.upper()}_BASE_URL" for p in PROVIDERS}
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "pieces": 4,
+    "delay": 0.05,
+    "retry_after": 7,
+    "hang_seconds": 300.0,
+    "error_after": 2,
+    "stream_error_style": None,  # None: the vendor's default ("event", or "close" for HF)
+}
+BAD_KEY_PREFIX = "bad"
+MALFORMED_BODY = b'{"id": "fake-malformed", "choices": [{"message": '
+MALFORMED_DATA = '{"id": "fake-malformed", "choices": [{"delta": '
+
+
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Validate behaviour options; raise ValueError on an unknown name or a bad value."""
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
+    for name in ("pieces", "error_after"):
+        if name in options and (not isinstance(options[name], int) or options[name] < 0):
+            raise ValueError(f"{name} must be a non-negative integer")
+    if options.get("pieces") == 0:
+        raise ValueError("pieces must be at least 1")
+    for name in ("delay", "retry_after", "hang_seconds"):
+        if name in options and (not isinstance(options[name], int | float) or options[name] < 0):
+            raise ValueError(f"{name} must be a non-negative number")
+    if options.get("stream_error_style") not in (None, "event", "close"):
+        raise ValueError('stream_error_style must be "event", "close" or null')
+    return options
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class RecordedRequest:
+    """One request a vendor route received (a snapshot: fetch again to see later updates)."""
+
+    seq: int
+    provider: str
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    received_at: float
+    mode: str = "ok"
+    stream: bool = False
+    status: int | None = None
+    finished_at: float | None = None
+    disconnected_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _Rule:
+    mode: str
+    times: int | None
+    options: dict[str, Any]
+
+
+class _State:
+    """Behaviours and records, shared by the server thread and the test thread."""
+
+    def __init__(self, defaults: dict[str, Any]) -> None:
+        self._lock = threading.Lock()
+        self._defaults = dict(defaults)
+        self._rules: dict[str | None, _Rule] = {}
+        self._records: list[RecordedRequest] = []
+        self._seq = itertools.count(1)
+        self.shutdown = asyncio.Event()
+
+    def set_behaviour(
+        self, mode: str, provider: str | None, times: int | None, options: dict[str, Any]
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; known: {list(MODES)}")
+        if provider is not None and provider not in PROVIDERS:
+            raise ValueError(f"unknown provider {provider!r}; known: {list(PROVIDERS)}")
+        if times is not None and (not isinstance(times, int) or times < 1):
+            raise ValueError("times must be a positive integer or None")
+        check_options(options)
+        with self._lock:
+            self._rules[provider] = _Rule(mode, times, dict(options))
+
+    def behaviours(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                (key or "*"): {"mode": r.mode, "times": r.times, **r.options}
+                for key, r in self._rules.items()
+            }
+
+    def choose(self, provider: str) -> tuple[str, dict[str, Any]]:
+        """The mode and options for one request of `provider`; counts down `times`."""
+        with self._lock:
+            options = dict(self._defaults)
+            general, own = self._rules.get(None), self._rules.get(provider)
+            for rule in (general, own):
+                if rule is not None:
+                    options.update(rule.options)
+            rule, key = (own, provider) if own is not None else (general, None)
+            if rule is None:
+                return "ok", options
+            if rule.times is not None:
+                rule.times -= 1
+                if rule.times <= 0:
+                    del self._rules[key]
+            return rule.mode, options
+
+    def reset(self) -> None:
+        with self._lock:
+            self._rules.clear()
+            self._records.clear()
+
+    def add(self, **fields: Any) -> RecordedRequest:
+        with self._lock:
+            record = RecordedRequest(seq=next(self._seq), **fields)
+            self._records.append(record)
+            return record
+
+    def update(self, record: RecordedRequest, **fields: Any) -> None:
+        with self._lock:
+            for name, value in fields.items():
+                setattr(record, name, value)
+
+    def records(self, provider: str | None = None) -> list[RecordedRequest]:
+        with self._lock:
+            return [copy.deepcopy(r) for r in self._records if provider in (None, r.provider)]
+
+    async def pause(self, seconds: float) -> bool:
+        """Sleep; True if the server started stopping meanwhile."""
+        if self.shutdown.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self.shutdown.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _split(text: str, pieces: int) -> list[str]:
+    """Split into `pieces` near-equal parts (fewer if the text is shorter); exact concatenation."""
+    n = max(1, min(pieces, len(text)))
+    return [text[i * len(text) // n : (i + 1) * len(text) // n] for i in range(n)]
+
+
+def _text(content: Any) -> str:
+    """Text of a message content: a string or a list of parts with "text"."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        content = content.get("parts", [content])
+    if isinstance(content, list):
+        return "\n".join(
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+class Invalid(Exception):
+    """The request body is not acceptable; the message says why (sent as a 400)."""
+
+
+@dataclass
+class Chat:
+    """What a vendor request asks for, reduced to what the fake needs."""
+
+    provider: str
+    model: str
+    texts: list[str]
+    last_user: str
+    stream: bool
+    include_usage: bool = False  # OpenAI/HF stream_options.include_usage
+    incremental: bool = False  # Qwen parameters.incremental_output
+    message_format: bool = True  # Qwen result_format == "message"
+    sse: bool = True  # Gemini: alt=sse (otherwise a JSON array)
+    request_id: str = ""
+
+    @property
+    def reply(self) -> str:
+        return f"Echo from {self.provider} {self.model}: {self.last_user}"
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(_words(t) for t in self.texts)
+
+    @property
+    def output_tokens(self) -> int:
+        return _words(self.reply)
+
+
+@dataclass
+class StreamPlan:
+    """Frames of a stream: `head`, one frame per piece, `tail`; optionally a failure."""
+
+    head: list[bytes]
+    pieces: list[bytes]
+    tail: list[bytes]
+    fail_at: int | None = None  # piece index at which the stream fails
+    fail_frame: bytes | None = None  # None: drop the connection
+
+
+# --------------------------------------------------------------------------- vendors
+
+
+class Vendor:
+    """Per-vendor wire format. Subclasses fill in the formatting functions."""
+
+    name: ClassVar[str]
+    stream_error_style: ClassVar[str] = "event"
+    # kind -> (HTTP status, vendor error code/type, message template)
+    errors: ClassVar[dict[str, tuple[int, str, str]]]
+
+    def api_key(self, request: Request) -> str | None:
+        return _bearer(request)
+
+    def is_stream(self, request: Request, body: Any) -> bool:
+        return isinstance(body, dict) and body.get("stream") is True
+
+    def parse(self, request: Request, body: Any, request_id: str) -> Chat:
+        raise NotImplementedError
+
+    def ok_body(self, chat: Chat) -> Any:
+        raise NotImplementedError
+
+    def stream_plan(self, chat: Chat, parts: list[str]) -> StreamPlan:
+        raise NotImplementedError
+
+    def error_body(self, kind: str, status: int, code: str, message: str, request_id: str) -> Any:
+        raise NotImplementedError
+
+    def stream_error_frame(self, chat: Chat, seq: int) -> bytes:
+        raise NotImplementedError
+
+    def malformed_frame(self) -> bytes:
+        return f"data: {MALFORMED_DATA}\n\n".encode()
+
+    def error_headers(self, request_id: str) -> dict[str, str]:
+        return {}
+
+    def error(
+        self, kind: str, detail: str, request_id: str, options: dict[str, Any]
+    ) -> tuple[int, Any, dict[str, str]]:
+        status, code, template = self.errors[kind]
+        message = template.format(detail=detail, retry_after=options["retry_after"])
+        headers = self.error_headers(request_id)
+        if kind == "rate_limit":
+            headers["retry-after"] = str(options["retry_after"])
+        return status, self.error_body(kind, status, code, message, request_id), headers
+
+
+def _openai_messages(body: Any) -> tuple[str, list[dict[str, Any]]]:
+    if not isinstance(body, dict):
+        raise Invalid("We could not parse the JSON body of your request.")
+    model, messages = body.get("model"), body.get("messages")
+    if not isinstance(model, str) or not model:
+        raise Invalid("you must provide a model parameter")
+    if not isinstance(messages, list) or not messages:
+        raise Invalid("Missing required parameter: 'messages'.")
+    return model, [m for m in messages if isinstance(m, dict)]
+
+
+def _last_user(messages: Iterable[dict[str, Any]], text_of: Callable[[Any], str]) -> str:
+    last = ""
+    for message in messages:
+        if message.get("role", "user") == "user":
+            last = text_of(message)
+    return last
+
+
+class OpenAIVendor(Vendor):
+    name = "openai"
+    errors: ClassVar[dict[str, tuple[int, str, str]]] = {
+        "missing_key": (
+            401,
+            "invalid_request_error",
+            "You didn't provide an API key. You need to provide your API key in an "
+            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+        ),
+        "auth": (
+            401,
+            "invalid_request_error",
+            "Incorrect API key provided: {detail}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+        ),
+        "rate_limit": (
+            429,
+            "requests",
+            "Rate limit reached for requests. Please try again in {retry_after}s.",
+        ),
+        "server_error": (
+            500,
+            "server_error",
+            "The server had an error while processing your request. Sorry about that!",
+        ),
+        "bad_request": (
+            400,
+            "invalid_request_error",
+            "The model `{detail}` does not exist or you do not have access to it.",
+        ),
+        "invalid": (400, "invalid_request_error", "{detail}"),
+    }
+    codes: ClassVar[dict[str, str]] = {
+        "auth": "invalid_api_key",
+        "rate_limit": "rate_limit_exceeded",
+        "bad_request": "model_not_found",
+    }
+
+    def parse(self, request: Request, body: Any, request_id: str) -> Chat:
+        model, messages = _openai_messages(body)
+        stream_options = body.get("stream_options") or {}
+        return Chat(
+            provider=self.name,
+            model=model,
+            texts=[_text(m.get("content")) for m in messages],
+            last_user=_last_user(messages, lambda m: _text(m.get("content"))),
+            stream=body.get("stream") is True,
+            include_usage=bool(
+                isinstance(stream_options, dict) and stream_options.get("include_usage")
+            ),
+            request_id=request_id,
+        )
+
+    def _usage(self, chat: Chat) -> dict[str, int]:
+        return {
+            "prompt_tokens": chat.input_tokens,
+            "completion_tokens": chat.output_tokens,
+            "total_tokens": chat.input_tokens + chat.output_tokens,
+        }
+
+    def ok_body(self, chat: Chat) -> Any:
+        return {
+            "id": f"chatcmpl-{chat.request_id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": chat.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": chat.reply,
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": self._usage(chat),
+            "system_fingerprint": None,
+        }
+
+    def stream_plan(self, chat: Chat, parts: list[str]) -> StreamPlan:
+        created = int(time.time())
+
+        def chunk(choices: list[dict[str, Any]], usage: Any = None) -> bytes:
+            data: dict[str, Any] = {
+                "id": f"chatcmpl-{chat.request_id}",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": chat.model,
+                "system_fingerprint": None,
+                "choices": choices,
+            }
+            if chat.include_usage:
+                data["usage"] = usage
+            return f"data: {_dumps(data)}\n\n".encode()
+
+        def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+            return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+
+        tail = [chunk(choice({}, "stop"))]
+        if chat.include_usage:
+            tail.append(chunk([], self._usage(chat)))
+        tail.append(b"data: [DONE]\n\n")
+        return StreamPlan(
+            head=[chunk(choice({"role": "assistant", "content": "", "refusal": None}))],
+            pieces=[chunk(choice({"content": part})) for part in parts],
+            tail=tail,
+        )
+
+    def error_body(self, kind: str, status: int, code: str, message: str, request_id: str) -> Any:
+        return {
+            "error": {
+                "message": message,
+                "type": code,
+                "param": "model" if kind == "bad_request" else None,
+                "code": self.codes.get(kind),
+            }
+        }
+
+    def stream_error_frame(self, chat: Chat, seq: int) -> bytes:
+        _, body, _ = self.error("server_error", "", chat.request_id, DEFAULT_OPTIONS)
+        return f"data: {_dumps(body)}\n\n".encode()
+
+
+class HuggingFaceVendor(OpenAIVendor):
+    """The Inference Providers router: OpenAI-compatible; errors in the OpenAI shape."""
+
+    name = "huggingface"
+    stream_error_style = "close"
+    errors: ClassVar[dict[str, tuple[int, str, str]]] = {
+        **OpenAIVendor.errors,
+        "missing_key": (401, "invalid_request_error", "You must provide an access token."),
+        "auth": (401, "invalid_request_error", "Invalid credentials in Authorization header"),
+        "bad_request": (
+            400,
+            "invalid_request_error",
+            "The requested model '{detail}' is not supported by any provider you have enabled.",
+        ),
+    }
+
+
+class ClaudeVendor(Vendor):
+    name = "claude"
+    errors: ClassVar[dict[str, tuple[int, str, str]]] = {
+        "missing_key": (401, "authentication_error", "x-api-key header is required"),
+        "auth": (401, "authentication_error", "invalid x-api-key"),
+        "rate_limit": (
+            429,
+            "rate_limit_error",
+            "This request would exceed the rate limit for your organization. "
+            "Please retry after {retry_after} seconds.",
+        ),
+        "server_error": (500, "api_error", "Internal server error"),
+        "bad_request": (400, "invalid_request_error", "model: {detail} is not a valid model"),
+        "invalid": (400, "invalid_request_error", "{detail}"),
+    }
+
+    def api_key(self, request: Request) -> str | None:
+        return request.headers.get("x-api-key") or _bearer(request)
+
+    def parse(self, request: Request, body: Any, request_id: str) -> Chat:
+        if not isinstance(body, dict):
+            raise Invalid("Request body is not valid JSON.")
+        model, messages = body.get("model"), body.get("messages")
+        if not isinstance(model, str) or not model:
+            raise Invalid("model: Field required")
+        if not isinstance(body.get("max_tokens"), int):
+            raise Invalid("max_tokens: Field required")
+        if not isinstance(messages, list) or not messages:
+            raise Invalid("messages: Field required")
+        messages = [m for m in messages if isinstance(m, dict)]
+        texts = [_text(m.get("content")) for m in messages]
+        if body.get("system") is not None:
+            texts.insert(0, _text(body["system"]))
+        return Chat(
+            provider=self.name,
+            model=model,
+            texts=texts,
+            last_user=_last_user(messages, lambda m: _text(m.get("content"))),
+            stream=body.get("stream") is True,
+            request_id=request_id,
+        )
+
+    def _message(self, chat: Chat, content: list[Any], stop: str | None, out: int) -> Any:
+        return {
+            "id": f"msg_{chat.request_id}",
+            "type": "message",
+            "role": "assistant",
+            "model": chat.model,
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {"input_tokens": chat.input_tokens, "output_tokens": out},
+        }
+
+    def ok_body(self, chat: Chat) -> Any:
+        content = [{"type": "text", "text": chat.reply}]
+        return self._message(chat, content, "end_turn", chat.output_tokens)
+
+    @staticmethod
+    def _event(name: str, **data: Any) -> bytes:
+        return f"event: {name}\ndata: {_dumps({'type': name, **data})}\n\n".encode()
+
+    def stream_plan(self, chat: Chat, parts: list[str]) -> StreamPlan:
+        ev = self._event
+        # message_delta usage is cumulative: the final output_tokens (and input_tokens).
+        usage = {"input_tokens": chat.input_tokens, "output_tokens": chat.output_tokens}
+        stop = {"stop_reason": "end_turn", "stop_sequence": None}
+        return StreamPlan(
+            head=[
+                ev("message_start", message=self._message(chat, [], None, 1)),
+                ev("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+                ev("ping"),
+            ],
+            pieces=[
+                ev("content_block_delta", index=0, delta={"type": "text_delta", "text": part})
+                for part in parts
+            ],
+            tail=[
+                ev("content_block_stop", index=0),
+                ev("message_delta", delta=stop, usage=usage),
+                ev("message_stop"),
+            ],
+        )
+
+    def error_body(self, kind: str, status: int, code: str, message: str, request_id: str) -> Any:
+        return {
+            "type": "error",
+            "error": {"type": code, "message": message},
+            "request_id": f"req_{request_id}",
+        }
+
+    def error_headers(self, request_id: str) -> dict[str, str]:
+        return {"request-id": f"req_{request_id}"}
+
+    def stream_error_frame(self, chat: Chat, seq: int) -> bytes:
+        return self._event("error", error={"type": "overloaded_error", "message": "Overloaded"})
+
+    def malformed_frame(self) -> bytes:
+        return f"event: content_block_delta\ndata: {MALFORMED_DATA}\n\n".encode()
+
+
+class GeminiVendor(Vendor):
+    name = "gemini"
+    errors: ClassVar[dict[str, tuple[int, str, str]]] = {
+        "missing_key": (
+            403,
+            "PERMISSION_DENIED",
+            "Method doesn't allow unregistered callers (callers without established identity)."
+            " Please use API Key or other form of API consumer identity to call this API.",
+        ),
+        "auth": (400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."),
+        "rate_limit": (
+            429,
+            "RESOURCE_EXHAUSTED",
+            "You exceeded your current quota, please check your plan and billing details."
+            " Please retry in {retry_after}s.",
+        ),
+        "server_error": (
+            500,
+            "INTERNAL",
+            "An internal error has occurred. Please retry or report in "
+            "https://developers.generativeai.google/guide/troubleshooting",
+        ),
+        "bad_request": (
+            400,
+            "INVALID_ARGUMENT",
+            "models/{detail} is not found for this API version, or is not supported for "
+            "generateContent.",
+        ),
+        "invalid": (400, "INVALID_ARGUMENT", "{detail}"),
+    }
+
+    def api_key(self, request: Request) -> str | None:
+        return request.headers.get("x-goog-api-key") or request.query_params.get("key")
+
+    @staticmethod
+    def _target(request: Request) -> tuple[str, str]:
+        target = request.path_params.get("target", "")
+        resource, _, action = target.rpartition(":")
+        return resource.removeprefix("models/"), action
+
+    def is_stream(self, request: Request, body: Any) -> bool:
+        return self._target(request)[1] == "streamGenerateContent"
+
+    def parse(self, request: Request, body: Any, request_id: str) -> Chat:
+        model, action = self._target(request)
+        if action not in ("generateContent", "streamGenerateContent") or not model:
+            raise Invalid(f"Method not found: {request.url.path}")
+        if not isinstance(body, dict):
+            raise Invalid("Invalid JSON payload received.")
+        contents = body.get("contents")
+        if not isinstance(contents, list) or not contents:
+            raise Invalid("* GenerateContentRequest.contents: contents is not specified")
+        contents = [c for c in contents if isinstance(c, dict)]
+        texts = [_text(c.get("parts")) for c in contents]
+        system = body.get("systemInstruction")
+        if system is not None:
+            texts.insert(0, _text(system))
+        return Chat(
+            provider=self.name,
+            model=model,
+            texts=texts,
+            last_user=_last_user(contents, lambda c: _text(c.get("parts"))),
+            stream=action == "streamGenerateContent",
+            sse=request.query_params.get("alt") == "sse",
+            request_id=request_id,
+        )
+
+    def _chunk(self, chat: Chat, text: str, last: bool) -> dict[str, Any]:
+        candidate: dict[str, Any] = {
+            "content": {"role": "model", "parts": [{"text": text}]},
+            "index": 0,
+        }
+        data: dict[str, Any] = {"candidates": [candidate]}
+        if last:
+            candidate["finishReason"] = "STOP"
+            data["usageMetadata"] = {
+                "promptTokenCount": chat.input_tokens,
+                "candidatesTokenCount": chat.output_tokens,
+                "totalTokenCount": chat.input_tokens + chat.output_tokens,
+            }
+        data["modelVersion"] = chat.model
+        data["responseId"] = chat.request_id
+        return data
+
+    def ok_body(self, chat: Chat) -> Any:
+        if chat.stream:  # streamGenerateContent without alt=sse: a JSON array of chunks
+            return [self._chunk(chat, chat.reply, last=True)]
+        return self._chunk(chat, chat.reply, last=True)
+
+    def stream_plan(self, chat: Chat, parts: list[str]) -> StreamPlan:
+        frames = [
+            f"data: {_dumps(self._chunk(chat, part, i == len(parts) - 1))}\n\n".encode()
+            for i, part in enumerate(parts)
+        ]
+        return StreamPlan(head=[], pieces=frames, tail=[])
+
+    def error_body(self, kind: str, status: int, code: str, message: str, request_id: str) -> Any:
+        error: dict[str, Any] = {"code": status, "message": message, "status": code}
+        if kind == "auth":
+            error["details"] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                }
+            ]
+        return {"error": error}
+
+    def error(
+        self, kind: str, detail: str, request_id: str, options: dict[str, Any]
+    ) -> tuple[int, Any, dict[str, str]]:
+        status, body, headers = super().error(kind, detail, request_id, options)
+        if kind == "rate_limit":
+            body["error"]["details"] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": f"{options['retry_after']}s",
+                }
+            ]
+        return status, body, headers
+
+    def stream_error_frame(self, chat: Chat, seq: int) -> bytes:
+        _, body, _ = self.error("server_error", "", chat.request_id, DEFAULT_OPTIONS)
+        return f"data: {_dumps(body)}\n\n".encode()
+
+
+class QwenVendor(Vendor):
+    name = "qwen"
+    errors: ClassVar[dict[str, tuple[int, str, str]]] = {
+        "missing_key": (401, "InvalidApiKey", "No API-key provided."),
+        "auth": (401, "InvalidApiKey", "Invalid API-key provided."),
+        "rate_limit": (429, "Throttling", "Requests rate limit exceeded, please try again later."),
+        "server_error": (
+            500,
+            "InternalError",
+            "An internal error has occured, please try again later or contact service support.",
+        ),
+        "bad_request": (400, "InvalidParameter", "Model not exist."),
+        "invalid": (400, "InvalidParameter", "{detail}"),
+    }
+
+    def is_stream(self, request: Request, body: Any) -> bool:
+        sse = request.headers.get("x-dashscope-sse", "").lower() == "enable"
+        return sse or "text/event-stream" in request.headers.get("accept", "")
+
+    def parse(self, request: Request, body: Any, request_id: str) -> Chat:
+        if not isinstance(body, dict):
+            raise Invalid("Request body is not valid JSON.")
+        model, payload = body.get("model"), body.get("input")
+        params = body.get("parameters") or {}
+        if not isinstance(model, str) or not model:
+            raise Invalid("Model not specified.")
+        if not isinstance(payload, dict) or not isinstance(params, dict):
+            raise Invalid("input must contain messages or prompt")
+        messages = payload.get("messages")
+        if isinstance(messages, list) and messages:
+            messages = [m for m in messages if isinstance(m, dict)]
+        elif isinstance(payload.get("prompt"), str):
+            messages = [{"role": "user", "content": payload["prompt"]}]
+        else:
+            raise Invalid("Either messages or prompt must be provided in input.")
+        return Chat(
+            provider=self.name,
+            model=model,
+            texts=[_text(m.get("content")) for m in messages],
+            last_user=_last_user(messages, lambda m: _text(m.get("content"))),
+            stream=self.is_stream(request, body),
+            incremental=params.get("incremental_output") is True,
+            message_format=params.get("result_format") == "message",
+            request_id=request_id,
+        )
+
+    def _body(self, chat: Chat, text: str, finish: str, output_tokens: int) -> dict[str, Any]:
+        if chat.message_format:
+            choice = {"finish_reason": finish, "message": {"role": "assistant", "content": text}}
+            output: dict[str, Any] = {"choices": [choice]}
+        else:  # result_format "text"
+            output = {"text": text, "finish_reason": finish}
+        usage = {
+            "input_tokens": chat.input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": chat.input_tokens + output_tokens,
+        }
+        return {"output": output, "usage": usage, "request_id": chat.request_id}
+
+    def ok_body(self, chat: Chat) -> Any:
+        return self._body(chat, chat.reply, "stop", chat.output_tokens)
+
+    @staticmethod
+    def _frame(seq: int, event: str, status: int, data: str) -> bytes:
+        return f"id:{seq}\nevent:{event}\n:HTTP_STATUS/{status}\ndata:{data}\n\n".encode()
+
+    def stream_plan(self, chat: Chat, parts: list[str]) -> StreamPlan:
+        frames, so_far = [], ""
+        for i, part in enumerate(parts):
+            so_far += part
+            # DashScope sends the *string* "null" while the answer is still growing; usage is
+            # cumulative in every event.
+            finish = "stop" if i == len(parts) - 1 else "null"
+            text = part if chat.incremental else so_far
+            body = self._body(chat, text, finish, _words(so_far))
+            frames.append(self._frame(i + 1, "result", 200, _dumps(body)))
+        return StreamPlan(head=[], pieces=frames, tail=[])
+
+    def error_body(self, kind: str, status: int, code: str, message: str, request_id: str) -> Any:
+        return {"code": code, "message": message, "request_id": request_id}
+
+    def stream_error_frame(self, chat: Chat, seq: int) -> bytes:
+        status, body, _ = self.error("server_error", "", chat.request_id, DEFAULT_OPTIONS)
+        return self._frame(seq, "error", status, _dumps(body))
+
+    def malformed_frame(self) -> bytes:
+        return self._frame(1, "result", 200, MALFORMED_DATA)
+
+
+VENDORS: dict[str, Vendor] = {
+    v.name: v
+    for v in (OpenAIVendor(), GeminiVendor(), ClaudeVendor(), QwenVendor(), HuggingFaceVendor())
+}
+
+
+# --------------------------------------------------------------------------- responses
+
+
+async def _wait_disconnect(receive: Receive) -> float:
+    """Wait for the client to go away; return when that was seen (time.time())."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return time.time()
+
+
+async def _cancel(*tasks: asyncio.Future[Any]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+class JSONBodyResponse(Response):
+    """A complete JSON (or deliberately broken) answer; records status and finish time."""
+
+    def __init__(
+        self,
+        state: _State,
+        record: RecordedRequest,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> None:
+        content = raw if raw is not None else _dumps(body).encode()
+        super().__init__(content, status, headers, media_type="application/json")
+        self._state, self._record = state, record
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._state.update(self._record, status=self.status_code)
+        await super().__call__(scope, receive, send)
+        self._state.update(self._record, finished_at=time.time())
+
+
+class StreamResponse(Response):
+    """Sends a StreamPlan as an event stream, watching for the client going away meanwhile."""
+
+    def __init__(
+        self,
+        state: _State,
+        record: RecordedRequest,
+        plan: StreamPlan,
+        delay: float,
+        media_type: str = "text/event-stream",
+    ) -> None:
+        # No Response.__init__: without a body, no content-length (chunked transfer instead).
+        self.status_code, self.media_type, self.background = 200, media_type, None
+        self.init_headers({"cache-control": "no-cache"})
+        self._state, self._record, self._plan, self._delay = state, record, plan, delay
+
+    async def _produce(self, send: Send) -> bool:
+        """Send the frames; False if the stream must end abruptly (no closing chunk)."""
+
+        async def emit(frame: bytes) -> None:
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+
+        plan = self._plan
+        for frame in plan.head:
+            await emit(frame)
+        pieces = plan.pieces if plan.fail_at is None else plan.pieces[: plan.fail_at]
+        for index, frame in enumerate(pieces):
+            if index and await self._state.pause(self._delay):
+                return False  # the server is stopping
+            await emit(frame)
+        if plan.fail_at is None:
+            for frame in plan.tail:
+                await emit(frame)
+            return True
+        if await self._state.pause(self._delay) or plan.fail_frame is None:
+            return False
+        await emit(plan.fail_frame)
+        return True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._state.update(self._record, status=200)
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        producer = asyncio.ensure_future(self._produce(send))
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            await _cancel(producer, watcher)
+            raise
+        if not watcher.done():
+            await asyncio.sleep(0)  # sends after a disconnect are no-ops: let the watcher see it
+        if watcher.done() and not watcher.cancelled():
+            self._state.update(self._record, disconnected_at=watcher.result())
+            await _cancel(producer)
+            return
+        await _cancel(watcher)
+        if producer.result():
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        # else: return without the closing chunk; uvicorn then drops the connection (and logs
+        # "ASGI callable returned without completing response.").
+        self._state.update(self._record, finished_at=time.time())
+
+
+class HangResponse(Response):
+    """Answers nothing until the client leaves, the server stops or the bound passes."""
+
+    def __init__(
+        self, state: _State, record: RecordedRequest, bound: float, fallback: Response
+    ) -> None:
+        super().__init__(None, 200)
+        self._state, self._record, self._bound, self._fallback = state, record, bound, fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        stopper = asyncio.ensure_future(self._state.shutdown.wait())
+        try:
+            await asyncio.wait(
+                {watcher, stopper}, timeout=self._bound, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            await _cancel(*(t for t in (watcher, stopper) if not t.done()))
+        if watcher.done() and not watcher.cancelled():
+            self._state.update(self._record, disconnected_at=watcher.result())
+        elif stopper.done() and not stopper.cancelled():
+            await Response("fake vendor is stopping", 503)(scope, receive, send)
+        else:
+            await self._fallback(scope, receive, send)
+
+
+# --------------------------------------------------------------------------- application
+
+
+async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Response:
+    raw = await request.body()
+    try:
+        body: Any = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    record = state.add(
+        provider=vendor.name,
+        method=request.method,
+        path=request.url.path,
+        query=dict(request.query_params),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+        received_at=time.time(),
+        stream=vendor.is_stream(request, body),
+    )
+    mode, options = state.choose(vendor.name)
+    state.update(record, mode=mode)
+    request_id = f"fake{record.seq:06d}"
+
+    def fail(kind: str, detail: str = "") -> Response:
+        status, err, headers = vendor.error(kind, detail, request_id, options)
+        return JSONBodyResponse(state, record, status, err, headers)
+
+    if mode == "hang":
+        return HangResponse(state, record, options["hang_seconds"], fail("server_error"))
+    key = vendor.api_key(request)
+    if not key:
+        return fail("missing_key")
+    if mode == "auth" or key.startswith(BAD_KEY_PREFIX):
+        masked = f"{key[:4]}{'*' * 8}{key[-4:]}" if len(key) > 8 else key
+        return fail("auth", masked)
+    if mode in ("rate_limit", "server_error"):
+        return fail(mode)
+    try:
+        chat = vendor.parse(request, body, request_id)
+    except Invalid as exc:
+        return fail("invalid", str(exc))
+    if mode == "bad_request":
+        return fail("bad_request", chat.model)
+    if not chat.stream or not chat.sse:
+        if mode == "malformed":
+            return JSONBodyResponse(state, record, 200, None, raw=MALFORMED_BODY)
+        return JSONBodyResponse(state, record, 200, vendor.ok_body(chat))
+    if mode == "malformed":
+        plan = StreamPlan(head=[], pieces=[vendor.malformed_frame()], tail=[])
+    else:
+        plan = vendor.stream_plan(chat, _split(chat.reply, options["pieces"]))
+    if mode == "stream_error":
+        style = options["stream_error_style"] or vendor.stream_error_style
+        plan.fail_at = options["error_after"]
+        if style == "event":
+            plan.fail_frame = vendor.stream_error_frame(chat, plan.fail_at + 1)
+    return StreamResponse(state, record, plan, options["delay"])
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(_dumps(data), status, media_type="application/json")
+
+
+def create_app(state: _State) -> Starlette:
+    """The Starlette app: vendor routes plus the /_fake/ control routes."""
+
+    def route(path: str, provider: str) -> Route:
+        vendor = VENDORS[provider]
+
+        async def endpoint(request: Request) -> Response:
+            return await _vendor_request(state, vendor, request)
+
+        return Route(path, endpoint, methods=["POST"], name=provider)
+
+    async def set_behaviour(request: Request) -> Response:
+        try:
+            data = json.loads(await request.body())
+            if not isinstance(data, dict):
+                raise ValueError("body must be a JSON object")
+            mode = data.pop("mode", None)
+            provider = data.pop("provider", None)
+            times = data.pop("times", None)
+            state.set_behaviour(mode, provider, times, data)
+        except ValueError as exc:  # also json.JSONDecodeError
+            return _json({"error": str(exc)}, 400)
+        return _json({"behaviours": state.behaviours()})
+
+    async def get_behaviour(request: Request) -> Response:
+        return _json({"behaviours": state.behaviours()})
+
+    async def reset(request: Request) -> Response:
+        state.reset()
+        return _json({"reset": True})
+
+    async def requests(request: Request) -> Response:
+        provider = request.query_params.get("provider")
+        return _json([r.to_dict() for r in state.records(provider)])
+
+    return Starlette(
+        routes=[
+            route("/openai/v1/chat/completions", "openai"),
+            route("/huggingface/v1/chat/completions", "huggingface"),
+            route("/claude/v1/messages", "claude"),
+            route("/gemini/{api_version}/{target:path}", "gemini"),
+            route("/qwen/api/v1/services/aigc/text-generation/generation", "qwen"),
+            Route("/_fake/behaviour", set_behaviour, methods=["POST"]),
+            Route("/_fake/behaviour", get_behaviour, methods=["GET"]),
+            Route("/_fake/reset", reset, methods=["POST"]),
+            Route("/_fake/requests", requests, methods=["GET"]),
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- server
+
+
+class FakeVendor:
+    """The fake vendor server, run by uvicorn in a background thread on 127.0.0.1.
+
+    `pieces`, `delay`, `retry_after` and `hang_seconds` are the default behaviour options.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        pieces: int = DEFAULT_OPTIONS["pieces"],
+        delay: float = DEFAULT_OPTIONS["delay"],
+        retry_after: float = DEFAULT_OPTIONS["retry_after"],
+        hang_seconds: float = DEFAULT_OPTIONS["hang_seconds"],
+        log_level: str = "warning",
+        standalone_logging: bool = False,
+    ) -> None:
+        self.port = port
+        self._log_level = log_level
+        self._standalone_logging = standalone_logging
+        defaults = {
+            **DEFAULT_OPTIONS,
+            "pieces": pieces,
+            "delay": delay,
+            "retry_after": retry_after,
+            "hang_seconds": hang_seconds,
+        }
+        self._state = _State(check_options(defaults))
+        self.app = create_app(self._state)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # lifecycle ---------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> FakeVendor:
+        """Serve in a background thread; return once the socket listens."""
+        if self._thread is not None:
+            raise RuntimeError("FakeVendor already started")
+        config = uvicorn.Config(
+            self.app,
+            host=HOST,
+            port=self.port,
+            log_level=self._log_level,
+            # In-process: leave the test runner's logging alone (no dictConfig).
+            log_config=uvicorn.config.LOGGING_CONFIG if self._standalone_logging else None,
+            access_log=self._standalone_logging,
+            lifespan="off",
+            http="h11",
+            ws="none",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = server = uvicorn.Server(config)
+        self._state.shutdown = asyncio.Event()
+        self._thread = threading.Thread(target=self._run, name="fake-vendor", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._thread = None
+                raise RuntimeError(f"fake vendor did not start on {HOST}:{self.port}")
+            time.sleep(0.01)
+        self.port = server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def _run(self) -> None:
+        assert self._server is not None
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._server.serve())
+        finally:
+            loop.close()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving; hanging requests are released (answered 503)."""
+        if self._thread is None or self._server is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._state.shutdown.set)
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout)
+        self._thread = self._server = self._loop = None
+
+    def __enter__(self) -> FakeVendor:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # addresses ---------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def base_url(self, provider: str) -> str:
+        """The base URL to give that vendor's SDK (or the service's LLM_*_BASE_URL)."""
+        if provider not in BASE_PATHS:
+            raise ValueError(f"unknown provider {provider!r}; known: {list(PROVIDERS)}")
+        return self.url + BASE_PATHS[provider]
+
+    def env(self) -> dict[str, str]:
+        """LLM_<PROVIDER>_BASE_URL settings pointing the service at this fake."""
+        return {ENV_VARS[p]: self.base_url(p) for p in PROVIDERS}
+
+    # control -----------------------------------------------------------------
+
+    def set_behaviour(
+        self, mode: str, provider: str | None = None, times: int | None = None, **options: Any
+    ) -> None:
+        """Set `mode` for `provider` (or all), for the next `times` requests (or until changed)."""
+        self._state.set_behaviour(mode, provider, times, options)
+
+    def reset(self) -> None:
+        """Back to `ok` everywhere and forget recorded requests."""
+        self._state.reset()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Snapshots of every recorded vendor request, oldest first."""
+        return self._state.records()
+
+    def requests_for(self, provider: str) -> list[RecordedRequest]:
+        return self._state.records(provider)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fakes.vendor", description="Fake LLM vendor server (127.0.0.1)."
+    )
+    parser.add_argument("--port", type=int, default=9100, help="0 picks a free port")
+    parser.add_argument("--pieces", type=int, default=DEFAULT_OPTIONS["pieces"])
+    parser.add_argument("--delay", type=float, default=DEFAULT_OPTIONS["delay"])
+    parser.add_argument("--retry-after", type=float, default=DEFAULT_OPTIONS["retry_after"])
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    retry_after = float(args.retry_after)
+    retry_after = int(retry_after) if retry_after.is_integer() else retry_after
+    fake = FakeVendor(
+        port=args.port,
+        pieces=args.pieces,
+        delay=args.delay,
+        retry_after=retry_after,
+        log_level=args.log_level,
+        standalone_logging=True,
+    )
+    fake.start()
+    for name, value in fake.env().items():
+        print(f"{name}={value}", flush=True)
+    print(f"# control: {fake.url}/_fake/behaviour, /_fake/requests, /_fake/reset", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
