@@ -1,5 +1,5 @@
-"""The application factory. The lifespan owns what requests share: the engine, the keyring and
-the token decoder (later the vendor HTTP pool and the limiter)."""
+"""The application factory. The lifespan owns what requests share: the engine, the keyring, the
+token decoder, the vendor HTTP pool and the provider adapters."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from llm_service import __version__
-from llm_service.api import configs, health, history
+from llm_service.api import chat, configs, health, history
 from llm_service.db import migrate
 from llm_service.db.session import create_engine, create_session_factory
 from llm_service.errors import install_error_handlers
 from llm_service.jsonutil import JSONResponse
 from llm_service.middleware import RequestContextMiddleware
+from llm_service.providers.registry import ProviderRegistry, make_http_client
 from llm_service.runtime import Runtime
 from llm_service.security.crypto import Keyring
 from llm_service.security.jwt import TokenDecoder
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        http = make_http_client(settings)
         try:
             if settings.should_migrate_on_start:
                 await migrate.upgrade(engine)
@@ -51,9 +53,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.encryption_key, settings.encryption_keys_previous
                 ),
                 tokens=TokenDecoder(settings),
+                http=http,
+                providers=ProviderRegistry(settings, http),
             )
             yield
         finally:
+            await http.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -64,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=JSONResponse,
     )
     install_error_handlers(app)
-    for router in (health.router, configs.router, history.router):
+    for router in (health.router, configs.router, history.router, chat.router):
         app.include_router(router)
     if settings.cors_origins:
         app.add_middleware(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from llm_service.providers.registry import ProviderRegistry
 from llm_service.security.crypto import Keyring
 from llm_service.security.jwt import TokenDecoder
 from llm_service.settings import Settings
@@ -18,3 +20,5 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     keyring: Keyring
     tokens: TokenDecoder
+    http: httpx2.AsyncClient  # the one pool for every vendor call
+    providers: ProviderRegistry

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 ApiKey = Annotated[
     str,
@@ -67,6 +67,84 @@ class ConfigIn(_In):
         if value is None:
             raise ValueError("must not be null; leave the field out to keep the stored value")
         return value
+
+
+def _limit(info: ValidationInfo, name: str, default: int) -> int:
+    """A limit from the settings passed as validation context (the defaults outside a request)."""
+    settings = (info.context or {}).get("settings")
+    return int(getattr(settings, name, default))
+
+
+class ChatHistoryItem(_In):
+    role: Literal["user", "assistant"]
+    content: str = Field(description="At most LLM_MAX_MESSAGE_CHARS (32,000) characters.")
+
+    @field_validator("content")
+    @classmethod
+    def _content_length(cls, value: str, info: ValidationInfo) -> str:
+        limit = _limit(info, "max_message_chars", 32_000)
+        if len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters")
+        return value
+
+
+class ChatIn(_In):
+    """Body of POST /llm/chat/{provider}. `history`, when present (even empty), is the context;
+    otherwise the newest stored messages are. Other fields (`timestamp`...) are ignored."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {"message": "Hello, how are you?",
+                 "history": [
+                     {"role": "user", "content": "Previous message",
+                      "timestamp": "2025-11-24T10:00:00Z"},
+                     {"role": "assistant", "content": "Previous response",
+                      "timestamp": "2025-11-24T10:00:02Z"}]},
+                {"message": "Hello, how are you?"},
+            ]
+        },
+    )
+
+    message: str = Field(
+        description="1 to LLM_MAX_MESSAGE_CHARS (32,000) characters after trimming; sent as typed."
+    )
+    history: list[ChatHistoryItem] | None = Field(
+        None, description="At most LLM_MAX_HISTORY_ITEMS (100) items, oldest first."
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _message_length(cls, value: str, info: ValidationInfo) -> str:
+        trimmed = len(value.strip())
+        limit = _limit(info, "max_message_chars", 32_000)
+        if trimmed == 0:
+            raise ValueError("must not be empty")
+        if trimmed > limit:
+            raise ValueError(f"must be at most {limit} characters after trimming")
+        return value
+
+    @field_validator("history")
+    @classmethod
+    def _history_length(
+        cls, value: list[ChatHistoryItem] | None, info: ValidationInfo
+    ) -> list[ChatHistoryItem] | None:
+        limit = _limit(info, "max_history_items", 100)
+        if value is not None and len(value) > limit:
+            raise ValueError(f"must have at most {limit} items")
+        return value
+
+
+class ChatOut(BaseModel):
+    response: str = Field(examples=["I'm doing well, thank you! How can I help?"])
+    tokensUsed: int = Field(examples=[45], description="inputTokens + outputTokens")
+    model: str = Field(examples=["gpt-4o-2024-08-06"],
+                       description="The model the vendor reports, else the configured one.")
+    inputTokens: int = Field(examples=[30])
+    outputTokens: int = Field(examples=[15])
+    id: int = Field(examples=[124], description="The id of the stored reply in the history.")
 
 
 class ConfigView(BaseModel):

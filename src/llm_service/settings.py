@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(1_048_576, alias="LLM_MAX_BODY_BYTES", ge=1024)
     context_messages: int = Field(20, alias="LLM_CONTEXT_MESSAGES", ge=0, le=100)
+    max_message_chars: int = Field(32_000, alias="LLM_MAX_MESSAGE_CHARS", ge=1)
+    max_history_items: int = Field(100, alias="LLM_MAX_HISTORY_ITEMS", ge=0)
 
     upstream_timeout_s: float = Field(60.0, alias="LLM_UPSTREAM_TIMEOUT_S", gt=0)
     upstream_connect_timeout_s: float = Field(5.0, alias="LLM_UPSTREAM_CONNECT_TIMEOUT_S", gt=0)

@@ -109,7 +109,7 @@ def json_body(model: type[ModelT]) -> Callable[..., Any]:
         if not isinstance(data, dict):
             raise validation_error([{"loc": ("body",), "msg": "the body must be a JSON object"}])
         try:
-            return model.model_validate(data)
+            return model.model_validate(data, context={"settings": runtime.settings})
         except ValidationError as exc:
             raise validation_error(exc.errors(include_input=False, include_url=False)) from None
 

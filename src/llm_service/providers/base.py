@@ -1,0 +1,153 @@
+"""The provider interface every vendor adapter implements, and the one error type they raise.
+
+An adapter turns a `ChatRequest` (the context and the new message, in our roles) into the vendor's
+wire format, calls it through the shared HTTP pool with the user's key, and returns a `Completion`
+with token usage. Everything vendor-specific stays in its module: role mapping, response parsing,
+and turning the vendor's failures into `ProviderError`. The API key is an argument of each call,
+never state of the adapter.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Literal
+
+import httpx2
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str
+    messages: Sequence[ChatTurn]  # the context, oldest first, then the new user message
+    temperature: float
+    max_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    model: str | None  # as the vendor reports it, when it does
+    input_tokens: int
+    output_tokens: int
+
+
+class FailureKind(StrEnum):
+    AUTH = "auth"  # the vendor rejected the key
+    BAD_REQUEST = "bad_request"  # the vendor refused the request (model, length...)
+    RATE_LIMITED = "rate_limited"  # the vendor's rate limit or quota
+    UPSTREAM = "upstream"  # vendor 5xx or a connection failure: worth a retry
+    MALFORMED = "malformed"  # an answer we cannot read: not retried
+    TIMEOUT = "timeout"
+
+
+class ProviderError(Exception):
+    """A vendor call failed. `detail` is the vendor's own reason, already scrubbed of keys."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        *,
+        status: int | None = None,
+        detail: str | None = None,
+        retry_after_s: int | None = None,
+    ) -> None:
+        super().__init__(f"{kind}: status {status}")
+        self.kind = kind
+        self.status = status
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind is FailureKind.UPSTREAM
+
+
+class Provider(ABC):
+    """One vendor. `complete` returns the whole answer; streaming will sit beside it."""
+
+    id: str  # the provider id in URLs: "openai", "claude", ...
+    display_name: str  # the vendor's name in sentences: "OpenAI", "Anthropic Claude", ...
+
+    @abstractmethod
+    async def complete(self, request: ChatRequest, api_key: str) -> Completion:
+        """Call the vendor once (no retries here) or raise `ProviderError`."""
+
+
+def kind_for_status(status: int) -> FailureKind:
+    """The usual meaning of a vendor's HTTP status; adapters refine it where a vendor differs."""
+    if status in (401, 403):
+        return FailureKind.AUTH
+    if status == 429:
+        return FailureKind.RATE_LIMITED
+    if status >= 500:
+        return FailureKind.UPSTREAM
+    return FailureKind.BAD_REQUEST
+
+
+def retry_after_seconds(headers: Mapping[str, str] | httpx2.Headers | None) -> int | None:
+    """`Retry-After` as whole seconds, rounded up (seconds or an HTTP date); None when absent."""
+    if not headers:
+        return None
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0, math.ceil(float(value)))
+    except ValueError:
+        pass
+    try:
+        from datetime import UTC, datetime
+
+        delta = parsedate_to_datetime(value) - datetime.now(UTC)
+    except (TypeError, ValueError):
+        return None
+    return max(0, math.ceil(delta.total_seconds()))
+
+
+_KEYLIKE = re.compile(
+    r"(?:sk-ant-|sk-|hf_|AIza|Bearer\s+)[A-Za-z0-9_\-*.]{4,}|"
+    r"(?i:api[_ -]?key(?: provided)?\s*[:=]\s*)[A-Za-z0-9_\-*.]{6,}"
+)
+_MAX_DETAIL = 300
+
+
+def scrub(text: str | None, api_key: str) -> str | None:
+    """A vendor's message made safe to show and log: the key and anything key-like removed."""
+    if not text:
+        return None
+    cleaned = text.replace(api_key, "[redacted]") if api_key else text
+    cleaned = _KEYLIKE.sub("[redacted]", cleaned)
+    cleaned = " ".join(cleaned.split())
+    return cleaned[:_MAX_DETAIL] or None
+
+
+def transport_failure(exc: BaseException) -> ProviderError:
+    """An httpx2 failure below HTTP: a timeout, or a connection that failed or broke."""
+    if isinstance(exc, httpx2.TimeoutException):
+        return ProviderError(FailureKind.TIMEOUT)
+    return ProviderError(FailureKind.UPSTREAM)
+
+
+def merge_turns(turns: Sequence[ChatTurn]) -> list[ChatTurn]:
+    """Consecutive turns of one role joined, as vendors that require alternation want."""
+    merged: list[ChatTurn] = []
+    for turn in turns:
+        if merged and merged[-1].role == turn.role:
+            merged[-1] = ChatTurn(turn.role, f"{merged[-1].content}\n\n{turn.content}")
+        else:
+            merged.append(turn)
+    return merged

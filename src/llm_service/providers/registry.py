@@ -1,0 +1,84 @@
+"""Provider id → adapter, the shared HTTP pool, and the one way a vendor is called: a total
+deadline of `LLM_UPSTREAM_TIMEOUT_S` with retries (exponential backoff with jitter) on vendor 5xx
+and connection failures only, never after a 4xx, a 429, an unreadable answer or a timeout, so a
+bad key costs exactly one call.
+
+Adding a vendor: one module with a `Provider` subclass, one line in `_build`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx2
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from llm_service.providers.base import (
+    ChatRequest,
+    Completion,
+    FailureKind,
+    Provider,
+    ProviderError,
+)
+from llm_service.providers.claude import ClaudeProvider
+from llm_service.providers.gemini import GeminiProvider
+from llm_service.providers.huggingface import HuggingFaceProvider
+from llm_service.providers.openai import OpenAIProvider
+from llm_service.providers.qwen import QwenProvider
+from llm_service.settings import Settings
+
+
+def make_http_client(settings: Settings) -> httpx2.AsyncClient:
+    """The one connection pool every vendor call goes through."""
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(
+            settings.upstream_timeout_s, connect=settings.upstream_connect_timeout_s
+        ),
+        limits=httpx2.Limits(max_connections=512, max_keepalive_connections=128),
+        follow_redirects=False,
+    )
+
+
+def _build(settings: Settings, http: httpx2.AsyncClient) -> dict[str, Provider]:
+    timeout = settings.upstream_timeout_s
+    adapters: list[Provider] = [
+        OpenAIProvider(settings.base_url("openai"), http, timeout),
+        GeminiProvider(settings.base_url("gemini"), http, timeout),
+        ClaudeProvider(settings.base_url("claude"), http, timeout),
+        QwenProvider(settings.base_url("qwen"), http),
+        HuggingFaceProvider(settings.base_url("huggingface"), http),
+    ]
+    return {adapter.id: adapter for adapter in adapters}
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderError) and exc.retryable
+
+
+class ProviderRegistry:
+    def __init__(self, settings: Settings, http: httpx2.AsyncClient) -> None:
+        self._adapters = _build(settings, http)
+        self._timeout_s = settings.upstream_timeout_s
+        self._attempts = settings.upstream_max_retries + 1
+
+    def __getitem__(self, provider_id: str) -> Provider:
+        return self._adapters[provider_id]
+
+    async def complete(self, provider_id: str, request: ChatRequest, api_key: str) -> Completion:
+        adapter = self._adapters[provider_id]
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential_jitter(initial=0.2, max=2.0),
+            retry=retry_if_exception(_is_retryable),
+            reraise=True,
+        )
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await retrying(adapter.complete, request, api_key)
+        except TimeoutError:
+            raise ProviderError(FailureKind.TIMEOUT) from None

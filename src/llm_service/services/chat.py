@@ -1,0 +1,137 @@
+"""The chat flow: config → key → context → vendor → both messages stored in one transaction.
+
+The database connection is released before the vendor is called (a vendor may take a minute; the
+pool must not wait on it): one short read, the call, then one short write transaction. A vendor
+failure stores nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llm_service.errors import ServiceError
+from llm_service.providers.base import ChatRequest, ChatTurn, FailureKind, ProviderError
+from llm_service.runtime import Runtime
+from llm_service.schemas import ChatIn
+from llm_service.security.crypto import KeyUnreadable
+from llm_service.services import configs, history
+from llm_service.services.history import NewMessage
+
+
+def not_configured(name: str) -> ServiceError:
+    return ServiceError(
+        400,
+        "provider_not_configured",
+        f"You have not set up {name} yet: add your {name} API key in the LLM settings.",
+    )
+
+
+def key_unreadable(name: str) -> ServiceError:
+    return ServiceError(
+        400,
+        "provider_key_unreadable",
+        f"Your saved {name} API key can no longer be read: enter it again in the LLM settings.",
+    )
+
+
+def provider_failure(error: ProviderError, name: str, timeout_s: float) -> ServiceError:
+    """A vendor failure as the contract's error, in a sentence for the person at the chat."""
+    reason = f" ({name} said: {error.detail})" if error.detail else ""
+    if error.kind is FailureKind.AUTH:
+        return ServiceError(
+            400,
+            "provider_auth_failed",
+            f"{name} rejected your API key{reason}: check the key in the LLM settings and save "
+            "it again.",
+        )
+    if error.kind is FailureKind.BAD_REQUEST:
+        return ServiceError(
+            400,
+            "provider_bad_request",
+            f"{name} refused the request{reason}: check the model name in the LLM settings, or "
+            "shorten the conversation.",
+        )
+    if error.kind is FailureKind.RATE_LIMITED:
+        wait, headers = "wait a little and try again", {}
+        if error.retry_after_s is not None:
+            wait = f"try again in {error.retry_after_s} seconds"
+            headers = {"Retry-After": str(error.retry_after_s)}
+        return ServiceError(
+            429,
+            "provider_rate_limited",
+            f"{name} says your key has reached its rate limit or quota{reason}: {wait}, or check "
+            f"your plan with {name}.",
+            headers=headers,
+        )
+    if error.kind is FailureKind.TIMEOUT:
+        return ServiceError(
+            504,
+            "provider_timeout",
+            f"{name} did not answer within {timeout_s:g} seconds: try again, or ask for a shorter "
+            "answer.",
+        )
+    if error.kind is FailureKind.MALFORMED:
+        return ServiceError(
+            502,
+            "provider_error",
+            f"{name} sent an answer that could not be read: try again in a moment.",
+        )
+    status = f" (HTTP {error.status})" if error.status else ""
+    return ServiceError(
+        502,
+        "provider_error",
+        f"{name} is not answering properly right now{status}: try again in a moment.",
+    )
+
+
+async def chat(runtime: Runtime, *, user_id: int, provider: str, body: ChatIn) -> dict[str, Any]:
+    adapter = runtime.providers[provider]
+    async with runtime.sessions() as session:
+        config = await configs.get_config(session, user_id, provider)
+        if config is None:
+            raise not_configured(adapter.display_name)
+        if body.history is not None:
+            context = [ChatTurn(item.role, item.content) for item in body.history]
+        else:
+            stored = await history.recent(
+                session, user_id, provider, runtime.settings.context_messages
+            )
+            context = [ChatTurn(row.role, row.content) for row in stored]  # type: ignore[arg-type]
+    try:
+        api_key = runtime.keyring.decrypt(
+            config.api_key_encrypted, user_id=user_id, provider=provider
+        )
+    except KeyUnreadable:
+        raise key_unreadable(adapter.display_name) from None
+
+    request = ChatRequest(
+        model=config.model,
+        messages=[*context, ChatTurn("user", body.message)],
+        temperature=float(config.temperature),
+        max_tokens=config.max_tokens,
+    )
+    try:
+        completion = await runtime.providers.complete(provider, request, api_key)
+    except ProviderError as exc:
+        raise provider_failure(
+            exc, adapter.display_name, runtime.settings.upstream_timeout_s
+        ) from None
+
+    async with runtime.sessions.begin() as session:
+        _, reply = await history.add_messages(
+            session,
+            user_id,
+            provider,
+            [
+                NewMessage("user", body.message, completion.input_tokens),
+                NewMessage("assistant", completion.text, completion.output_tokens),
+            ],
+        )
+    return {
+        "response": completion.text,
+        "tokensUsed": completion.input_tokens + completion.output_tokens,
+        "model": completion.model or config.model,
+        "inputTokens": completion.input_tokens,
+        "outputTokens": completion.output_tokens,
+        "id": reply.id,
+    }
