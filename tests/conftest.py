@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ from llm_service.db.models import ChatMessage, LLMConfig
 from llm_service.runtime import Runtime
 from llm_service.security.crypto import generate_key_hex
 from llm_service.security.jwt import issue_token
-from llm_service.settings import Settings, load_settings
+from llm_service.settings import PROVIDERS, Settings, load_settings
+from tests.fakes.vendor import FakeVendor
 
 PG_ADMIN_URL = os.environ.get("LLM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ON_CI = os.environ.get("CI", "").lower() == "true"
@@ -118,11 +119,31 @@ class Api:
         return {"Authorization": f"Bearer {self.token(user_id, role)}"}
 
 
+# Vendor calls in the shared app give up after this long (the hang tests wait for it).
+TEST_UPSTREAM_TIMEOUT_S = 2.0
+
+
+@pytest.fixture(scope="session")
+def fake_vendor() -> Iterator[FakeVendor]:
+    """One fake vendor server on 127.0.0.1 speaking all five wire formats."""
+    with FakeVendor() as fake:
+        yield fake
+
+
+def vendor_settings(fake: FakeVendor) -> dict[str, Any]:
+    return {f"LLM_{p.upper()}_BASE_URL": fake.base_url(p) for p in PROVIDERS}
+
+
 @pytest.fixture(scope="session")
 async def app_under_test(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, fake_vendor: FakeVendor
 ) -> AsyncIterator[tuple[FastAPI, Settings]]:
-    settings = make_settings(tmp_path_factory.mktemp("data"), database_url)
+    settings = make_settings(
+        tmp_path_factory.mktemp("data"),
+        database_url,
+        LLM_UPSTREAM_TIMEOUT_S=TEST_UPSTREAM_TIMEOUT_S,
+        **vendor_settings(fake_vendor),
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         yield app, settings
@@ -130,9 +151,10 @@ async def app_under_test(
 
 @pytest.fixture
 async def api(
-    app_under_test: tuple[FastAPI, Settings], database_url: str
+    app_under_test: tuple[FastAPI, Settings], database_url: str, fake_vendor: FakeVendor
 ) -> AsyncIterator[Api]:
     app, settings = app_under_test
+    fake_vendor.reset()
     runtime: Runtime = app.state.runtime
     async with runtime.sessions() as session, session.begin():
         await session.execute(delete(ChatMessage))

@@ -118,10 +118,8 @@ def retry_after_seconds(headers: Mapping[str, str] | httpx2.Headers | None) -> i
     return max(0, math.ceil(delta.total_seconds()))
 
 
-_KEYLIKE = re.compile(
-    r"(?:sk-ant-|sk-|hf_|AIza|Bearer\s+)[A-Za-z0-9_\-*.]{4,}|"
-    r"(?i:api[_ -]?key(?: provided)?\s*[:=]\s*)[A-Za-z0-9_\-*.]{6,}"
-)
+_KEYLIKE = re.compile(r"(?<![A-Za-z0-9])(?:sk-ant-|sk-|hf_|AIza|Bearer\s+)[A-Za-z0-9_\-*.]{4,}")
+_LABELLED_KEY = re.compile(r"(?i)(api[_ -]?key(?: provided)?\s*[:=]\s*)[A-Za-z0-9_\-*.]{6,}")
 _MAX_DETAIL = 300
 
 
@@ -130,6 +128,7 @@ def scrub(text: str | None, api_key: str) -> str | None:
     if not text:
         return None
     cleaned = text.replace(api_key, "[redacted]") if api_key else text
+    cleaned = _LABELLED_KEY.sub(r"\1[redacted]", cleaned)
     cleaned = _KEYLIKE.sub("[redacted]", cleaned)
     cleaned = " ".join(cleaned.split())
     return cleaned[:_MAX_DETAIL] or None

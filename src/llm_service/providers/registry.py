@@ -15,6 +15,7 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception,
     stop_after_attempt,
+    stop_before_delay,
     wait_exponential_jitter,
 )
 
@@ -72,8 +73,10 @@ class ProviderRegistry:
     async def complete(self, provider_id: str, request: ChatRequest, api_key: str) -> Completion:
         adapter = self._adapters[provider_id]
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(initial=0.2, max=2.0),
+            # No retry whose backoff would end past the deadline: the vendor's own error is
+            # then more useful than a timeout.
+            stop=stop_after_attempt(self._attempts) | stop_before_delay(self._timeout_s),
+            wait=wait_exponential_jitter(initial=0.2, max=2.0, jitter=0.2),
             retry=retry_if_exception(_is_retryable),
             reraise=True,
         )
