@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from llm_service import __version__
 from llm_service.api import chat, configs, health, history
+from llm_service.api.deps import add_body_schemas
 from llm_service.db import migrate
 from llm_service.db.session import create_engine, create_session_factory
 from llm_service.errors import install_error_handlers
@@ -81,6 +83,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             "X-RateLimit-Remaining", "X-RateLimit-Reset"],
             max_age=600,
         )
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_body_schemas(default_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     # Outermost of ours: every answer, CORS preflights and errors included, gets a request id.
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -19,6 +19,8 @@ async def test_every_route_is_described_with_its_answers(api: Api) -> None:
         ("/llm/config/{provider}", "delete"): {"200", "401", "404", "503"},
         ("/llm/history/{provider}", "get"): {"200", "401", "404", "422", "503"},
         ("/llm/history/{provider}", "delete"): {"200", "401", "404", "503"},
+        ("/llm/chat/{provider}", "post"): {
+            "200", "400", "401", "404", "413", "422", "429", "502", "503", "504"},
         ("/health", "get"): {"200"},
         ("/health/ready", "get"): {"200", "503"},
     }
@@ -29,7 +31,9 @@ async def test_every_route_is_described_with_its_answers(api: Api) -> None:
 async def test_config_body_is_documented_with_examples_and_bounds(api: Api) -> None:
     spec = (await api.client.get("/openapi.json")).json()
     body = spec["paths"]["/llm/config/{provider}"]["post"]["requestBody"]
-    schema = body["content"]["application/json"]["schema"]
+    assert body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ConfigIn"}
+    schema = spec["components"]["schemas"]["ConfigIn"]
     assert set(schema["properties"]) == {"apiKey", "model", "temperature", "maxTokens"}
     assert schema["examples"][0]["model"] == "gpt-4o"
     assert any(v.get("maximum") == 32000 for v in schema["properties"]["maxTokens"]["anyOf"])
@@ -41,3 +45,14 @@ async def test_history_paging_parameters_are_documented(api: Api) -> None:
     assert params["limit"]["schema"]["maximum"] == 200
     assert params["limit"]["schema"]["default"] == 50
     assert params["offset"]["schema"]["minimum"] == 0
+
+
+async def test_chat_body_schema_resolves_its_references(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    chat = schemas["ChatIn"]
+    assert chat["required"] == ["message"]
+    item_ref = chat["properties"]["history"]["anyOf"][0]["items"]["$ref"]
+    assert item_ref == "#/components/schemas/ChatHistoryItem"
+    assert set(schemas["ChatHistoryItem"]["properties"]) == {"role", "content"}
+    assert "$defs" not in str(spec)

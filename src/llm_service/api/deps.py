@@ -116,11 +116,27 @@ def json_body(model: type[ModelT]) -> Callable[..., Any]:
     return read
 
 
+# Schemas of bodies read with `json_body`, added to the OpenAPI components by `add_body_schemas`.
+_BODY_SCHEMAS: dict[str, dict[str, Any]] = {}
+
+
 def body_openapi(model: type[BaseModel]) -> dict[str, Any]:
     """The OpenAPI requestBody for a route that reads its body with `json_body`."""
+    schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    _BODY_SCHEMAS.update(schema.pop("$defs", {}))
+    _BODY_SCHEMAS[model.__name__] = schema
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema(by_alias=True)}},
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
         }
     }
+
+
+def add_body_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
+    components = openapi.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in _BODY_SCHEMAS.items():
+        components.setdefault(name, schema)
+    return openapi
