@@ -1,5 +1,8 @@
 """Dependencies as Annotated aliases, so a route reads as its signature.
 
+All are `async def`: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per
+dependency per request.
+
 Order of checks is the contract's: `CurrentUser` (401/403) comes first in every signature, then
 `Provider` (404), then the body (413/422).
 """
@@ -22,14 +25,14 @@ from llm_service.settings import PROVIDERS
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def current_user(request: Request, runtime: RuntimeDep) -> Principal:
+async def current_user(request: Request, runtime: RuntimeDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -47,7 +50,7 @@ def current_user(request: Request, runtime: RuntimeDep) -> Principal:
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
-def provider_id(provider: str) -> str:
+async def provider_id(provider: str) -> str:
     if provider not in PROVIDERS:
         raise unknown_provider(provider)
     return provider

@@ -1,5 +1,7 @@
 """Anthropic Claude through the official `anthropic` SDK, on the shared httpx2 pool.
 
+One `AsyncAnthropic` is made at start-up and serves every user: each call sends its user's key in
+that request's `Authorization` header (the 2.x SDK's scheme), so no client is copied per call.
 The 2.x SDK (Messages API version 2026-10-21) takes no `temperature`: the configured temperature
 is not sent to Claude. Claude wants the conversation to start with a user turn and alternate, so
 leading assistant turns are dropped and consecutive turns of one role are joined.
@@ -32,6 +34,10 @@ def _vendor_message(exc: anthropic.APIStatusError) -> str | None:
     return exc.message
 
 
+def _auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
 class ClaudeProvider(Provider):
     id = "claude"
     display_name = "Anthropic Claude"
@@ -49,12 +55,12 @@ class ClaudeProvider(Provider):
         turns = merge_turns(request.messages)
         while turns and turns[0].role == "assistant":
             turns.pop(0)
-        client = self._client.with_options(api_key=api_key)
         try:
-            answer = await client.messages.create(
+            answer = await self._client.messages.create(
                 model=request.model,
                 max_tokens=request.max_tokens,
                 messages=[{"role": t.role, "content": t.content} for t in turns],
+                extra_headers=_auth(api_key),
             )
         except anthropic.APITimeoutError:
             raise ProviderError(FailureKind.TIMEOUT) from None

@@ -1,7 +1,10 @@
 """OpenAI through the official `openai` SDK, on the shared httpx2 pool.
 
-One `AsyncOpenAI` is made at start-up; each call uses `with_options(api_key=...)`, a shallow copy
-that shares the pool. The SDK's own retries are off: the caller retries only what may be retried.
+One `AsyncOpenAI` is made at start-up (with a placeholder key) and serves every user: each call
+sends its user's key in that request's `Authorization` header (`extra_headers`). Per-key copies
+(`with_options`) would share the pool too, but each copy detects the platform again in a worker
+thread on its first request, several milliseconds per chat. The SDK's own retries are off: the
+caller retries only what may be retried.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ def _vendor_message(exc: openai.APIStatusError) -> str | None:
     return exc.message
 
 
+def _auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
 class OpenAIProvider(Provider):
     id = "openai"
     display_name = "OpenAI"
@@ -44,13 +51,13 @@ class OpenAIProvider(Provider):
         )
 
     async def complete(self, request: ChatRequest, api_key: str) -> Completion:
-        client = self._client.with_options(api_key=api_key)
         try:
-            answer = await client.chat.completions.create(
+            answer = await self._client.chat.completions.create(
                 model=request.model,
                 messages=[{"role": t.role, "content": t.content} for t in request.messages],
                 temperature=request.temperature,
                 max_completion_tokens=request.max_tokens,
+                extra_headers=_auth(api_key),
             )
         except openai.APITimeoutError:
             raise ProviderError(FailureKind.TIMEOUT) from None
