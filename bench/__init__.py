@@ -1,0 +1,1 @@
+"""Benchmark harness for llm-service: see bench/README.md."""
