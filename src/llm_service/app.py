@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runtime = Runtime(
                 settings=settings,
                 engine=engine,
+                autocommit=engine.execution_options(isolation_level="AUTOCOMMIT"),
                 sessions=create_session_factory(engine),
                 keyring=Keyring.from_hex(
                     settings.encryption_key, settings.encryption_keys_previous

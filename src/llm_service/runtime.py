@@ -17,6 +17,7 @@ from llm_service.settings import Settings
 class Runtime:
     settings: Settings
     engine: AsyncEngine
+    autocommit: AsyncEngine  # the same pool, each statement its own transaction
     sessions: async_sessionmaker[AsyncSession]
     keyring: Keyring
     tokens: TokenDecoder

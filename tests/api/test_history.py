@@ -12,10 +12,10 @@ from tests.conftest import Api
 
 async def write(api: Api, user: int, provider: str, count: int) -> None:
     """`count` messages, alternating user/assistant, content "m0", "m1", ... oldest first."""
-    async with api.runtime.sessions() as session, session.begin():
+    async with api.runtime.engine.begin() as conn:
         for i in range(count):
             role = "user" if i % 2 == 0 else "assistant"
-            await history.add_messages(session, user, provider, [NewMessage(role, f"m{i}", i)])
+            await history.store_messages(conn, user, provider, [NewMessage(role, f"m{i}", i)])
 
 
 async def get(api: Api, query: str = "", user: int = 1, provider: str = "openai") -> dict:
@@ -60,9 +60,9 @@ async def test_offset_past_the_end_is_an_empty_page_with_total(api: Api) -> None
 
 
 async def test_same_instant_rows_keep_insertion_order(api: Api) -> None:
-    async with api.runtime.sessions() as session, session.begin():
-        await history.add_messages(
-            session, 1, "openai", [NewMessage("user", "q", 1), NewMessage("assistant", "a", 2)]
+    async with api.runtime.engine.begin() as conn:
+        await history.store_messages(
+            conn, 1, "openai", [NewMessage("user", "q", 1), NewMessage("assistant", "a", 2)]
         )
     body = await get(api, "?limit=1")
     assert [item["content"] for item in body["history"]] == ["a"]

@@ -14,8 +14,8 @@ async def seed_user_one(api: Api) -> None:
         "/llm/config/openai", json={"apiKey": KEY, "model": "gpt-4o"}, headers=api.auth(1)
     )
     assert response.status_code == 200
-    async with api.runtime.sessions() as session, session.begin():
-        await history.add_messages(session, 1, "openai", [NewMessage("user", "private", 3)])
+    async with api.runtime.engine.begin() as conn:
+        await history.store_messages(conn, 1, "openai", [NewMessage("user", "private", 3)])
 
 
 async def test_configs_of_another_user_are_invisible(api: Api) -> None:

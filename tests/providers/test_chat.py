@@ -149,10 +149,10 @@ async def test_without_history_the_newest_stored_messages_are_the_context(
     api: Api, provider: str, fake_vendor: FakeVendor
 ) -> None:
     await configure(api, provider)
-    async with api.runtime.sessions.begin() as session:
+    async with api.runtime.engine.begin() as conn:
         for i in range(api.settings.context_messages + 4):
             role = "user" if i % 2 == 0 else "assistant"
-            await history.add_messages(session, 1, provider, [NewMessage(role, f"old {i}", 1)])
+            await history.store_messages(conn, 1, provider, [NewMessage(role, f"old {i}", 1)])
     await chat(api, provider, {"message": "new"})
     (record,) = fake_vendor.requests_for(provider)
     assistant = ASSISTANT_ROLE.get(provider, "assistant")
@@ -167,8 +167,8 @@ async def test_empty_history_means_no_context(
     api: Api, provider: str, fake_vendor: FakeVendor
 ) -> None:
     await configure(api, provider)
-    async with api.runtime.sessions.begin() as session:
-        await history.add_messages(session, 1, provider, [NewMessage("user", "stored", 1)])
+    async with api.runtime.engine.begin() as conn:
+        await history.store_messages(conn, 1, provider, [NewMessage("user", "stored", 1)])
     await chat(api, provider, {"message": "fresh start", "history": []})
     (record,) = fake_vendor.requests_for(provider)
     assert sent_turns(record) == [("user", "fresh start")]

@@ -1,7 +1,9 @@
 """Anthropic Claude through the official `anthropic` SDK, on the shared httpx2 pool.
 
 One `AsyncAnthropic` is made at start-up and serves every user: each call sends its user's key in
-that request's `Authorization` header (the 2.x SDK's scheme), so no client is copied per call.
+that request's `Authorization` header (the 2.x SDK's scheme), so no client is copied per call. As
+for OpenAI, the call goes through the SDK's generic `post` with our JSON bytes, and the answer is
+validated by the small models below (the SDK still raises its typed errors).
 The 2.x SDK (Messages API version 2026-10-21) takes no `temperature`: the configured temperature
 is not sent to Claude. Claude wants the conversation to start with a user turn and alternate, so
 leading assistant turns are dropped and consecutive turns of one role are joined.
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import anthropic
 import httpx2
+from pydantic import BaseModel, ValidationError
 
+from llm_service.jsonutil import dumps
 from llm_service.providers.base import (
     ChatRequest,
     Completion,
@@ -25,6 +29,22 @@ from llm_service.providers.base import (
 )
 
 
+class _Block(BaseModel):
+    type: str
+    text: str | None = None
+
+
+class _Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class _Message(BaseModel):
+    model: str | None = None
+    content: list[_Block]
+    usage: _Usage
+
+
 def _vendor_message(exc: anthropic.APIStatusError) -> str | None:
     body = exc.body
     if isinstance(body, dict):
@@ -32,10 +52,6 @@ def _vendor_message(exc: anthropic.APIStatusError) -> str | None:
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return error["message"]
     return exc.message
-
-
-def _auth(api_key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"}
 
 
 class ClaudeProvider(Provider):
@@ -55,12 +71,18 @@ class ClaudeProvider(Provider):
         turns = merge_turns(request.messages)
         while turns and turns[0].role == "assistant":
             turns.pop(0)
+        body = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "messages": [{"role": t.role, "content": t.content} for t in turns],
+        }
+        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         try:
-            answer = await self._client.messages.create(
-                model=request.model,
-                max_tokens=request.max_tokens,
-                messages=[{"role": t.role, "content": t.content} for t in turns],
-                extra_headers=_auth(api_key),
+            response = await self._client.post(
+                "/v1/messages",
+                cast_to=httpx2.Response,
+                content=dumps(body),
+                options={"headers": headers},
             )
         except anthropic.APITimeoutError:
             raise ProviderError(FailureKind.TIMEOUT) from None
@@ -73,15 +95,13 @@ class ClaudeProvider(Provider):
                 detail=scrub(_vendor_message(exc), api_key),
                 retry_after_s=retry_after_seconds(exc.response.headers),
             ) from None
-        except (anthropic.APIError, ValueError, TypeError):
-            raise ProviderError(FailureKind.MALFORMED) from None
         try:
-            text = "".join(block.text for block in answer.content if block.type == "text")
-            return Completion(
-                text=text,
-                model=answer.model or None,
-                input_tokens=answer.usage.input_tokens,
-                output_tokens=answer.usage.output_tokens,
-            )
-        except (AttributeError, TypeError):
+            answer = _Message.model_validate_json(response.content)
+        except ValidationError:
             raise ProviderError(FailureKind.MALFORMED) from None
+        return Completion(
+            text="".join(b.text or "" for b in answer.content if b.type == "text"),
+            model=answer.model,
+            input_tokens=answer.usage.input_tokens,
+            output_tokens=answer.usage.output_tokens,
+        )

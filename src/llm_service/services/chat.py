@@ -1,8 +1,11 @@
 """The chat flow: config → key → context → vendor → both messages stored in one transaction.
 
 The database connection is released before the vendor is called (a vendor may take a minute; the
-pool must not wait on it): one short read, the call, then one short write transaction. A vendor
-failure stores nothing.
+pool must not wait on it): one short read, the call, then one short write. Both run on an
+autocommit connection: the read is one `SELECT` (two without `history` in the request), the write
+one `INSERT` of both rows, so each is a single round trip with no `BEGIN`/`COMMIT` around it, and
+the two rows are stored together because one statement is atomic. A vendor failure stores
+nothing.
 """
 
 from __future__ import annotations
@@ -86,17 +89,17 @@ def provider_failure(error: ProviderError, name: str, timeout_s: float) -> Servi
 
 async def chat(runtime: Runtime, *, user_id: int, provider: str, body: ChatIn) -> dict[str, Any]:
     adapter = runtime.providers[provider]
-    async with runtime.sessions() as session:
-        config = await configs.get_config(session, user_id, provider)
+    async with runtime.autocommit.connect() as conn:
+        config = await configs.chat_config(conn, user_id, provider)
         if config is None:
             raise not_configured(adapter.display_name)
         if body.history is not None:
             context = [ChatTurn(item.role, item.content) for item in body.history]
         else:
-            stored = await history.recent(
-                session, user_id, provider, runtime.settings.context_messages
+            stored = await history.recent_turns(
+                conn, user_id, provider, runtime.settings.context_messages
             )
-            context = [ChatTurn(row.role, row.content) for row in stored]  # type: ignore[arg-type]
+            context = [ChatTurn(role, content) for role, content in stored]  # type: ignore[arg-type]
     try:
         api_key = runtime.keyring.decrypt(
             config.api_key_encrypted, user_id=user_id, provider=provider
@@ -117,9 +120,9 @@ async def chat(runtime: Runtime, *, user_id: int, provider: str, body: ChatIn) -
             exc, adapter.display_name, runtime.settings.upstream_timeout_s
         ) from None
 
-    async with runtime.sessions.begin() as session:
-        _, reply = await history.add_messages(
-            session,
+    async with runtime.autocommit.connect() as conn:
+        _, reply_id = await history.store_messages(
+            conn,
             user_id,
             provider,
             [
@@ -133,5 +136,5 @@ async def chat(runtime: Runtime, *, user_id: int, provider: str, body: ChatIn) -
         "model": completion.model or config.model,
         "inputTokens": completion.input_tokens,
         "outputTokens": completion.output_tokens,
-        "id": reply.id,
+        "id": reply_id,
     }

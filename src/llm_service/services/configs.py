@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from llm_service.db.models import LLMConfig, utcnow
 from llm_service.errors import ServiceError
@@ -113,10 +113,17 @@ async def list_configs(session: AsyncSession, user_id: int) -> list[LLMConfig]:
     return list(result)
 
 
-async def get_config(session: AsyncSession, user_id: int, provider: str) -> LLMConfig | None:
-    return await session.scalar(
-        select(LLMConfig).where(LLMConfig.user_id == user_id, LLMConfig.provider == provider)
+async def chat_config(
+    conn: AsyncConnection, user_id: int, provider: str
+) -> Row[tuple[str, str, Decimal, int]] | None:
+    """What a chat needs of the (user, provider) configuration, in one round trip."""
+    result = await conn.execute(
+        select(
+            LLMConfig.api_key_encrypted, LLMConfig.model, LLMConfig.temperature,
+            LLMConfig.max_tokens,
+        ).where(LLMConfig.user_id == user_id, LLMConfig.provider == provider)
     )
+    return result.first()
 
 
 async def delete_config(session: AsyncSession, user_id: int, provider: str) -> bool:

@@ -1,4 +1,8 @@
-"""Chat history: paging, clearing, the context for the next chat, and storing an exchange."""
+"""Chat history: paging, clearing, the context for the next chat, and storing messages.
+
+The chat path uses Core statements on a connection (`recent_turns`, `store_messages`): one round
+trip each, no ORM objects. The routes of the history page use the request's session.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from llm_service.db.models import ChatMessage, utcnow
 
@@ -48,13 +52,19 @@ async def page(
     return rows, int(total or 0)
 
 
-async def recent(
-    session: AsyncSession, user_id: int, provider: str, count: int
-) -> list[ChatMessage]:
-    """The newest `count` messages, oldest first: the context of the next chat."""
+async def recent_turns(
+    conn: AsyncConnection, user_id: int, provider: str, count: int
+) -> list[Row[tuple[str, str]]]:
+    """(role, content) of the newest `count` messages, oldest first: the context of a chat."""
     if count <= 0:
         return []
-    return await _newest(session, user_id, provider, limit=count, offset=0)
+    result = await conn.execute(
+        select(ChatMessage.role, ChatMessage.content)
+        .where(*_of(user_id, provider))
+        .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
+        .limit(count)
+    )
+    return list(result)[::-1]
 
 
 async def clear(session: AsyncSession, user_id: int, provider: str) -> int:
@@ -62,25 +72,21 @@ async def clear(session: AsyncSession, user_id: int, provider: str) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def add_messages(
-    session: AsyncSession, user_id: int, provider: str, messages: Sequence[NewMessage]
-) -> list[ChatMessage]:
-    """Add messages in order (the caller's transaction stores them together)."""
+async def store_messages(
+    conn: AsyncConnection, user_id: int, provider: str, messages: Sequence[NewMessage]
+) -> list[int]:
+    """Insert the messages in order with one statement (so they are stored together even on an
+    autocommit connection) and return their ids in the same order."""
     now = utcnow()
-    rows = [
-        ChatMessage(
-            user_id=user_id,
-            provider=provider,
-            role=message.role,
-            content=message.content,
-            tokens_used=message.tokens_used,
-            created_at=now,
-        )
-        for message in messages
-    ]
-    session.add_all(rows)
-    await session.flush()
-    return rows
+    result = await conn.execute(
+        insert(ChatMessage).returning(ChatMessage.id, sort_by_parameter_order=True),
+        [
+            {"user_id": user_id, "provider": provider, "role": m.role, "content": m.content,
+             "tokens_used": m.tokens_used, "created_at": now}
+            for m in messages
+        ],
+    )
+    return list(result.scalars())
 
 
 def history_item(row: ChatMessage) -> dict[str, Any]:
