@@ -58,8 +58,10 @@ class Settings(BaseSettings):
     db_user: str = Field("postgres", alias="DB_USER")
     db_password: str = Field("", alias="DB_PASSWORD")
     db_name: str = Field("llm_service", alias="DB_NAME")
-    db_pool_size: int = Field(10, alias="DB_POOL_SIZE", ge=1)
-    db_max_overflow: int = Field(10, alias="DB_MAX_OVERFLOW", ge=0)
+    # A fixed pool: connections opened above it are closed again on return, and opening one
+    # costs more than waiting a moment for a free one.
+    db_pool_size: int = Field(20, alias="DB_POOL_SIZE", ge=1)
+    db_max_overflow: int = Field(0, alias="DB_MAX_OVERFLOW", ge=0)
     db_timeout_s: float = Field(5.0, alias="DB_TIMEOUT_S", gt=0)
     migrate_on_start: bool | None = Field(None, alias="LLM_MIGRATE_ON_START")
 

@@ -135,8 +135,12 @@ def scrub(text: str | None, api_key: str) -> str | None:
 
 
 def transport_failure(exc: BaseException) -> ProviderError:
-    """An httpx2 failure below HTTP: a timeout, or a connection that failed or broke."""
-    if isinstance(exc, httpx2.TimeoutException):
+    """A failure below HTTP (httpx2's, or an SDK's wrapping of one): a connection that could not
+    be made is worth a retry, even when the transport calls it a connect timeout (aiohttp's
+    transport reports a refused connection that way); a request that was sent and then timed out
+    is not."""
+    cause = exc if isinstance(exc, httpx2.HTTPError) else exc.__cause__ or exc.__context__
+    if isinstance(cause, httpx2.TimeoutException) and not isinstance(cause, httpx2.ConnectTimeout):
         return ProviderError(FailureKind.TIMEOUT)
     return ProviderError(FailureKind.UPSTREAM)
 

@@ -26,6 +26,7 @@ from llm_service.providers.base import (
     merge_turns,
     retry_after_seconds,
     scrub,
+    transport_failure,
 )
 
 
@@ -84,10 +85,8 @@ class ClaudeProvider(Provider):
                 content=dumps(body),
                 options={"headers": headers},
             )
-        except anthropic.APITimeoutError:
-            raise ProviderError(FailureKind.TIMEOUT) from None
-        except anthropic.APIConnectionError:
-            raise ProviderError(FailureKind.UPSTREAM) from None
+        except anthropic.APIConnectionError as exc:  # timeouts included
+            raise transport_failure(exc) from None
         except anthropic.APIStatusError as exc:
             raise ProviderError(
                 kind_for_status(exc.status_code),

@@ -22,12 +22,12 @@ from llm_service.providers import openai_compat
 from llm_service.providers.base import (
     ChatRequest,
     Completion,
-    FailureKind,
     Provider,
     ProviderError,
     kind_for_status,
     retry_after_seconds,
     scrub,
+    transport_failure,
 )
 
 
@@ -54,10 +54,8 @@ class OpenAIProvider(Provider):
                 content=dumps(body),
                 options={"headers": headers},
             )
-        except openai.APITimeoutError:
-            raise ProviderError(FailureKind.TIMEOUT) from None
-        except openai.APIConnectionError:
-            raise ProviderError(FailureKind.UPSTREAM) from None
+        except openai.APIConnectionError as exc:  # timeouts included
+            raise transport_failure(exc) from None
         except openai.APIStatusError as exc:
             raise ProviderError(
                 kind_for_status(exc.status_code),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx2
+import openai
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -35,8 +36,11 @@ from llm_service.settings import Settings
 
 
 def make_http_client(settings: Settings) -> httpx2.AsyncClient:
-    """The one connection pool every vendor call goes through."""
-    return httpx2.AsyncClient(
+    """The one connection pool every vendor call goes through: an `httpx2.AsyncClient` (what all
+    three SDKs accept) on aiohttp's transport, the `openai[aiohttp]` extra. Measured on the
+    benchmark's machine, httpx2's own pool spends about 0.4 ms more CPU per request, and more as
+    connections grow (it checks every idle connection on each request)."""
+    return openai.DefaultAioHttpClient(
         timeout=httpx2.Timeout(
             settings.upstream_timeout_s, connect=settings.upstream_connect_timeout_s
         ),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -113,16 +113,17 @@ async def list_configs(session: AsyncSession, user_id: int) -> list[LLMConfig]:
     return list(result)
 
 
+# Built once: constructing a statement costs about as much as executing it.
+_CHAT_CONFIG = select(
+    LLMConfig.api_key_encrypted, LLMConfig.model, LLMConfig.temperature, LLMConfig.max_tokens
+).where(LLMConfig.user_id == bindparam("user_id"), LLMConfig.provider == bindparam("provider"))
+
+
 async def chat_config(
     conn: AsyncConnection, user_id: int, provider: str
 ) -> Row[tuple[str, str, Decimal, int]] | None:
     """What a chat needs of the (user, provider) configuration, in one round trip."""
-    result = await conn.execute(
-        select(
-            LLMConfig.api_key_encrypted, LLMConfig.model, LLMConfig.temperature,
-            LLMConfig.max_tokens,
-        ).where(LLMConfig.user_id == user_id, LLMConfig.provider == provider)
-    )
+    result = await conn.execute(_CHAT_CONFIG, {"user_id": user_id, "provider": provider})
     return result.first()
 
 

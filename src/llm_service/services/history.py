@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select
+from sqlalchemy import Row, bindparam, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from llm_service.db.models import ChatMessage, utcnow
@@ -52,6 +52,17 @@ async def page(
     return rows, int(total or 0)
 
 
+# The chat path's statements, built once (building one costs about as much as executing it).
+_RECENT_TURNS = (
+    select(ChatMessage.role, ChatMessage.content)
+    .where(ChatMessage.user_id == bindparam("user_id"),
+           ChatMessage.provider == bindparam("provider"))
+    .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
+    .limit(bindparam("count"))
+)
+_INSERT_MESSAGES = insert(ChatMessage).returning(ChatMessage.id, sort_by_parameter_order=True)
+
+
 async def recent_turns(
     conn: AsyncConnection, user_id: int, provider: str, count: int
 ) -> list[Row[tuple[str, str]]]:
@@ -59,10 +70,7 @@ async def recent_turns(
     if count <= 0:
         return []
     result = await conn.execute(
-        select(ChatMessage.role, ChatMessage.content)
-        .where(*_of(user_id, provider))
-        .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
-        .limit(count)
+        _RECENT_TURNS, {"user_id": user_id, "provider": provider, "count": count}
     )
     return list(result)[::-1]
 
@@ -79,7 +87,7 @@ async def store_messages(
     autocommit connection) and return their ids in the same order."""
     now = utcnow()
     result = await conn.execute(
-        insert(ChatMessage).returning(ChatMessage.id, sort_by_parameter_order=True),
+        _INSERT_MESSAGES,
         [
             {"user_id": user_id, "provider": provider, "role": m.role, "content": m.content,
              "tokens_used": m.tokens_used, "created_at": now}
