@@ -77,7 +77,9 @@ def claude_client(fake: FakeVendor, http: httpx2.AsyncClient) -> anthropic.Async
 async def gemini(fake: FakeVendor) -> AsyncIterator[genai.client.AsyncClient]:
     client = genai.Client(
         api_key="g-key-1",
-        http_options=genai_types.HttpOptions(base_url=fake.base_url("gemini"), timeout=5000),
+        http_options=genai_types.HttpOptions(
+            base_url=fake.base_url("gemini"), timeout=5000, httpx_async_client=httpx2.AsyncClient()
+        ),
     )
     yield client.aio
     await client.aio.aclose()
@@ -125,6 +127,9 @@ async def test_openai_chat_completion(fake: FakeVendor, http: httpx2.AsyncClient
     assert record.headers["authorization"] == "Bearer sk-test-1"
     assert record.body["messages"] == MESSAGES
     assert (record.status, record.stream, record.mode) == (200, False, "ok")
+    # The fake records the end just after the last byte left: wait for it, do not race it.
+    await wait_for(lambda: last(fake, "openai").finished_at is not None)
+    record = last(fake, "openai")
     assert record.finished_at is not None and record.finished_at >= record.received_at
 
 
@@ -299,7 +304,8 @@ async def test_gemini_stream_v1beta(fake: FakeVendor) -> None:
     client = genai.Client(
         api_key="g-key-2",
         http_options=genai_types.HttpOptions(
-            base_url=fake.base_url("gemini"), api_version="v1beta", timeout=5000
+            base_url=fake.base_url("gemini"), api_version="v1beta", timeout=5000,
+            httpx_async_client=httpx2.AsyncClient(),
         ),
     )
     try:
@@ -595,9 +601,13 @@ async def test_gemini_errors(
 
 async def test_gemini_hang_is_a_raw_httpx2_timeout(fake: FakeVendor) -> None:
     fake.set_behaviour("hang", provider="gemini")
+    # An explicit httpx2 client, as the service passes one (with aiohttp installed, google-genai
+    # otherwise uses aiohttp, whose timeouts surface differently).
     client = genai.Client(
         api_key="g-key",
-        http_options=genai_types.HttpOptions(base_url=fake.base_url("gemini"), timeout=300),
+        http_options=genai_types.HttpOptions(
+            base_url=fake.base_url("gemini"), timeout=300, httpx_async_client=httpx2.AsyncClient()
+        ),
     )
     try:
         with pytest.raises(httpx2.TimeoutException):  # google-genai does not wrap timeouts
