@@ -8,9 +8,9 @@ No authentication, no validation, no database.
     .venv/bin/python -m bench.passthrough --vendor http://127.0.0.1:9100 --client httpx2
 
 ``--client auto`` (the default) takes aiohttp when it is importable, since it measured faster
-(about 2x at 1 connection, 3.5x at 64: see bench/README.md), else httpx2, the one the project
-installs. ``--client httpx2`` or ``--client aiohttp`` pick one (exit code 3 when it is not
-importable). Prints ``passthrough listening on http://127.0.0.1:<port> ...`` before serving; stops
+(about 2x at 1 connection, 3 to 4x at 16 and 64: see bench/README.md), else httpx2.
+``--client httpx2`` or ``--client aiohttp`` pick one (exit code 3 when it is not importable).
+Prints ``passthrough listening on http://127.0.0.1:<port> ...`` before serving; stops
 on SIGTERM/SIGINT, after ``--max-seconds``, or when its parent process goes away.
 """
 

@@ -48,6 +48,20 @@ def _package(path: str) -> str:
     return head[:-3] if head.endswith(".py") else head
 
 
+def _idle(leaf: re.Match[str]) -> bool:
+    """A thread-pool worker waiting for work: py-spy's non-blocking mode cannot tell it is idle."""
+    return leaf["function"] == "_worker" and leaf["path"].endswith("concurrent/futures/thread.py")
+
+
+def _below_event_loop(frames: list[re.Match[str]]) -> list[re.Match[str]]:
+    """The frames above the event loop's entry (`llm-service serve` down to `Runner.run`),
+    which are on every stack that reaches them and say nothing about where the time goes."""
+    for index, frame in enumerate(frames):
+        if frame["function"] == "Runner.run" and frame["path"].endswith("asyncio/runners.py"):
+            return frames[index + 1:]
+    return frames
+
+
 def summarize(raw_path: Path, top: int = 12) -> list[str]:
     """Where the CPU time goes, from py-spy's collapsed stacks."""
     self_by_package: Counter[str] = Counter()
@@ -61,16 +75,17 @@ def summarize(raw_path: Path, top: int = 12) -> list[str]:
             continue
         count = int(count_text)
         frames = [found for found in map(_FRAME.match, stack.split(";")) if found]
-        if not frames:
+        if not frames or _idle(frames[-1]):
             continue
         total += count
         leaf = frames[-1]
         leaf_package = _package(leaf["path"])
         self_by_package[leaf_package] += count
         self_by_function[f"{leaf['function']} ({leaf['path']})"] += count
-        for package in {_package(frame["path"]) for frame in frames}:
+        work = _below_event_loop(frames)
+        for package in {_package(frame["path"]) for frame in work}:
             inclusive_by_package[package] += count
-        for name in {f"{frame['function']} ({frame['path']})" for frame in frames
+        for name in {f"{frame['function']} ({frame['path']})" for frame in work
                      if _package(frame["path"]) == "llm_service"}:
             service_inclusive[name] += count
     if not total:
@@ -84,7 +99,8 @@ def summarize(raw_path: Path, top: int = 12) -> list[str]:
             "at the nearest Python frame, e.g. asyncio Runner.run for the event loop itself",
             "CPU by package, self (the package's own code at the top of the stack):",
             *share(self_by_package, top),
-            "CPU by package, inclusive (any frame of the package on the stack):",
+            "CPU by package, inclusive (any frame of the package on the stack; a lower bound: "
+            "py-spy shows a coroutine resumed by the C event loop without its callers):",
             *share(inclusive_by_package, top),
             "busiest functions (self):", *share(self_by_function, top),
             "llm_service functions (inclusive):", *share(service_inclusive, top)]

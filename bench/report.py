@@ -80,6 +80,15 @@ class Row:
         return self.non_2xx + self.socket_errors
 
     @property
+    def statuses(self) -> dict[int, int]:
+        """Answers per HTTP status over all runs (rows measured with count_statuses)."""
+        total: dict[int, int] = {}
+        for run in self.runs:
+            for status, count in run.statuses.items():
+                total[status] = total.get(status, 0) + count
+        return dict(sorted(total.items()))
+
+    @property
     def spread_pct(self) -> float:
         rates = [run.rps for run in self.runs]
         return (max(rates) - min(rates)) / self.rps * 100 if self.rps else 0.0
@@ -309,12 +318,25 @@ class Report:
             verdict(None, "RSS flat (no steady run)")
         return lines
 
+    def error_notes(self) -> list[str]:
+        notes = []
+        for row in self.rows:
+            failed = {status: count for status, count in row.statuses.items()
+                      if not 200 <= status < 400}
+            if failed:
+                statuses = ", ".join(f"HTTP {status} x {count:,}"
+                                     for status, count in failed.items())
+                notes.append(f"{row.label} at {row.connections} connections answered "
+                             f"{statuses}: its req/s counts those answers too")
+        return notes
+
     def text(self) -> str:
+        notes = self.notes + self.error_notes()
         derived = self.derived()
         parts = [*self.header, "", *self.table(), "", "```text",
                  *([*derived, ""] if derived else []), *self.targets()]
-        if self.notes:
-            parts += ["", *(f"note: {note}" for note in self.notes)]
+        if notes:
+            parts += ["", *(f"note: {note}" for note in notes)]
         parts.append("```")
         return "\n".join(parts) + "\n"
 

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -84,6 +85,14 @@ VENDOR_BODY = json.dumps({
     "temperature": 0.7,
     "max_completion_tokens": 2048,
 }).encode()
+# All the bench's traffic comes from one user: lift that user's rate limits and cap on chats in
+# flight (issue 5) so that none is refused, while the limiter still does its work per request.
+# One-second windows keep the limiter's per-user event list as short as in real use.
+SERVICE_LIMITS_ENV = {
+    "RATE_LIMIT_CHAT": "1000000/second",
+    "RATE_LIMIT_DEFAULT": "1000000/second",
+    "LLM_MAX_CONCURRENT_CHATS_PER_USER": "100000",
+}
 JSON_HEADERS = {"Content-Type": "application/json"}
 VENDOR_HEADERS = {**JSON_HEADERS, "Authorization": f"Bearer {API_KEY}"}
 
@@ -105,6 +114,7 @@ class Options:
     stream_gap_ms: float
     passthrough_clients: list[str]
     admin_db_url: str
+    service_env: dict[str, str]
     record: bool
     profile: bool
     command: str
@@ -137,6 +147,9 @@ def parse_options(argv: Sequence[str] | None) -> Options:
                         default=os.environ.get("BENCH_ADMIN_DB_URL", ADMIN_DB_URL),
                         help="PostgreSQL URL used to create and drop the bench database "
                              "(env BENCH_ADMIN_DB_URL; default %(default)s)")
+    parser.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extra environment variable for the service (repeatable); "
+                             "overrides the bench's own, e.g. RATE_LIMIT_CHAT=100/hour")
     parser.add_argument("--no-record", action="store_true",
                         help="print only; do not append to bench/RESULTS.md")
     parser.add_argument("--profile", action="store_true",
@@ -153,6 +166,12 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         parser.error("--connections takes comma-separated integers")
     if not connections or min(connections) < 1:
         parser.error("--connections needs positive integers")
+    service_env = {}
+    for item in args.service_env:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            parser.error(f"--service-env takes NAME=VALUE, not {item!r}")
+        service_env[name] = value
     clients = (list(passthrough.CLIENTS) if args.passthrough_client == "auto"
                else [args.passthrough_client])
     command = "bench/run" + "".join(f" {arg}" for arg in (argv or sys.argv[1:]))
@@ -168,6 +187,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         stream_gap_ms=args.stream_gap_ms,
         passthrough_clients=clients,
         admin_db_url=args.admin_db_url,
+        service_env=service_env,
         record=not args.no_record and not args.profile,
         profile=args.profile,
         command=command,
@@ -177,14 +197,24 @@ def parse_options(argv: Sequence[str] | None) -> Options:
 # ---- facts about the machine and the code
 
 
-def git_revision() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=10).stdout.strip()
 
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    changes = git("status", "--porcelain", "--", ".", ":!bench/RESULTS.md")
+
+def git_revision() -> str:
+    """`git rev-parse --short HEAD`, plus `dirty` when the tree has uncommitted changes."""
+    head = _git("rev-parse", "--short", "HEAD") or "unknown"
+    changes = _git("status", "--porcelain", "--", ".", ":!bench/RESULTS.md")
     return f"{head} dirty" if changes else head
+
+
+def tree_fingerprint() -> str:
+    """Changes when the code does, committed or not (two dirty trees can differ)."""
+    state = "\n".join((_git("rev-parse", "HEAD"),
+                       _git("status", "--porcelain", "--", ".", ":!bench/RESULTS.md"),
+                       _git("diff", "HEAD", "--", ".", ":!bench/RESULTS.md")))
+    return hashlib.sha1(state.encode(), usedforsecurity=False).hexdigest()
 
 
 def cpu_model() -> str:
@@ -234,6 +264,8 @@ class Bench:
         self.token = ""
         self.encryption_key = secrets.token_hex(32)  # what `llm-service gen-key` prints
         self.service_facts = ""
+        # (moment, revision, fingerprint): another engineer may be changing the tree meanwhile
+        self.revisions: list[tuple[str, str, str]] = []
         self.postgres_version = ""
 
     def wants(self, *names: str) -> bool:
@@ -252,9 +284,10 @@ class Bench:
         progress(f"{name} pid {child.pid} at {found.group(1)}")
         return found.group(1)
 
-    def script(self, name: str, body: bytes, headers: dict[str, str]) -> Path:
+    def script(self, name: str, body: bytes, headers: dict[str, str],
+               count_statuses: bool = True) -> Path:
         path = self.work / f"{name}.lua"
-        path.write_text(lua_script("POST", body, headers))
+        path.write_text(lua_script("POST", body, headers, count_statuses))
         return path
 
     async def measure(self, label: str, scenario: str, url: str, script: Path,
@@ -329,6 +362,8 @@ class Bench:
             "LLM_SERVICE_PORT": str(port),
             "LLM_OPENAI_BASE_URL": f"{vendor_url}/v1",
             "LOG_LEVEL": "WARNING",
+            **SERVICE_LIMITS_ENV,
+            **self.options.service_env,
         })
         return env
 
@@ -336,6 +371,7 @@ class Bench:
     async def service(self, label: str, vendor_url: str) -> AsyncIterator[tuple[str, Child]]:
         port = free_port()
         env = self.service_env(vendor_url, port)
+        self.revisions.append((f"{label} start", git_revision(), tree_fingerprint()))
         child = await start_child(label, [LLM_SERVICE, "serve"], self.work / f"{label}.log",
                                   env=env, cwd=REPO)
         sampler = RssSampler(child.pid)
@@ -393,7 +429,8 @@ class Bench:
     # scenarios
 
     async def run_direct(self, label: str, vendor_url: str) -> None:
-        script = self.script(label, VENDOR_BODY, VENDOR_HEADERS)
+        # No status counting here: at tens of thousands of req/s wrk's Lua would be the limit.
+        script = self.script(label, VENDOR_BODY, VENDOR_HEADERS, count_statuses=False)
         await self.measure(label, label, f"{vendor_url}/v1/chat/completions", script)
 
     async def run_passthrough(self) -> None:
@@ -402,8 +439,7 @@ class Bench:
             label = f"passthrough[{client}]"
             if not passthrough.client_available(client):
                 self.report.notes.append(
-                    f"{label}: unavailable ({client} is not importable in .venv; the project "
-                    "does not install it)")
+                    f"{label}: unavailable ({client} is not importable in .venv)")
                 progress(f"{label}: unavailable, {client} is not importable")
                 continue
             child = await start_child(
@@ -486,6 +522,10 @@ class Bench:
 
     # the whole run
 
+    def service_env_text(self) -> str:
+        extra = {**SERVICE_LIMITS_ENV, **self.options.service_env}
+        return "one bench user, so: " + " ".join(f"{k}={v}" for k, v in extra.items())
+
     def header(self, revision: str, started: dt.datetime) -> list[str]:
         options = self.options
         clients = []
@@ -502,7 +542,7 @@ class Bench:
             f"Python {platform.python_version()}, PostgreSQL {self.postgres_version or 'n/a'}, "
             f"{wrk_version()}",
             f"- service: one uvicorn worker, {self.service_facts or 'not started'}; "
-            "LOG_LEVEL=WARNING",
+            f"LOG_LEVEL=WARNING; {self.service_env_text()}",
             f"- passthrough: FastAPI {version_of('fastapi')} on uvicorn {version_of('uvicorn')} "
             f"(uvloop, httptools), clients: {', '.join(clients)}; reference: {reference}",
             f"- fake vendor: bench/fake_vendor.py (asyncio.Protocol on uvloop); slow one "
@@ -519,10 +559,20 @@ class Bench:
                 f"the machine was not idle at the start (load average {load:.2f} over 1 min): "
                 "other processes compete for the cores, so the figures are noisier and lower")
 
+    def note_tree_changes(self) -> None:
+        """The commit is read at the start; say so when the code changed during the run."""
+        if len({fingerprint for _, _, fingerprint in self.revisions}) > 1:
+            moments = ", ".join(f"{moment}: {revision} ({fingerprint[:7]})"
+                                for moment, revision, fingerprint in self.revisions)
+            self.report.notes.append(
+                f"the working tree changed during the run ({moments}): each service instance "
+                "ran the code as it was when it started")
+
     async def run(self) -> Report:
         options = self.options
         started = dt.datetime.now(dt.UTC)
         revision = git_revision()
+        self.revisions.append(("start", revision, tree_fingerprint()))
         self.note_machine_load()
         needs_service = self.wants("service", "service-200ms", "stream-ttfd", "rss")
         if self.wants("direct", "passthrough") or needs_service:
@@ -542,6 +592,8 @@ class Bench:
         if self.wants("direct-200ms"):
             await self.run_direct("direct-200ms", self.slow_vendor)
         await self.drop_database()
+        self.revisions.append(("end", git_revision(), tree_fingerprint()))
+        self.note_tree_changes()
         self.report.header = self.header(revision, started)
         self.report.heading = f"{started:%Y-%m-%d %H:%M} UTC · commit {revision}"
         return self.report

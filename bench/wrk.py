@@ -32,6 +32,33 @@ done = function(summary, latency, requests)
 end
 """
 
+_STATUS_HOOK = r"""
+threads = {}
+statuses = {}
+
+setup = function(thread)
+  table.insert(threads, thread)
+end
+
+response = function(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+"""
+
+_STATUS_DONE = r"""
+  local merged = {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      merged[status] = (merged[status] or 0) + count
+    end
+  end
+  local parts = {}
+  for status, count in pairs(merged) do
+    table.insert(parts, string.format("%d=%d", status, count))
+  end
+  io.write("BENCH_STATUS " .. table.concat(parts, " ") .. "\n")
+"""
+
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 _TIME = r"([0-9]+(?:\.[0-9]+)?)(us|ms|s|m|h)"
 
@@ -40,8 +67,14 @@ def wrk_path() -> str | None:
     return shutil.which("wrk")
 
 
-def lua_script(method: str, body: bytes, headers: dict[str, str]) -> str:
-    """A wrk script sending the same request on every connection, with the done() hook."""
+def lua_script(method: str, body: bytes, headers: dict[str, str],
+               count_statuses: bool = False) -> str:
+    """A wrk script sending the same request on every connection, with the done() hook.
+
+    `count_statuses` adds a response() hook counting answers per HTTP status (printed as one
+    BENCH_STATUS line), so that a row with errors says which; it costs wrk a Lua call per
+    answer, so it is left out where wrk itself is the limit (the direct scenarios).
+    """
 
     def quote(text: str) -> str:
         # json.dumps gives a double-quoted literal whose escapes Lua reads the same way.
@@ -49,7 +82,11 @@ def lua_script(method: str, body: bytes, headers: dict[str, str]) -> str:
 
     lines = [f"wrk.method = {quote(method)}", f"wrk.body = {quote(body.decode())}"]
     lines += [f"wrk.headers[{quote(name)}] = {quote(value)}" for name, value in headers.items()]
-    return "\n".join(lines) + "\n" + _DONE_HOOK
+    done = _DONE_HOOK
+    if count_statuses:
+        lines.append(_STATUS_HOOK)
+        done = done.replace("\nend\n", "\n" + _STATUS_DONE + "end\n")
+    return "\n".join(lines) + "\n" + done
 
 
 def to_ms(value: str, unit: str) -> float:
@@ -74,6 +111,7 @@ class WrkResult:
         default_factory=lambda: {"connect": 0, "read": 0, "write": 0, "timeout": 0}
     )
     exact: bool = False  # percentiles from the done() hook, not from wrk's rounded text
+    statuses: dict[int, int] = field(default_factory=dict)  # with count_statuses only
 
     @property
     def socket_error_count(self) -> int:
@@ -127,6 +165,10 @@ def parse_output(text: str, connections: int) -> WrkResult:
         result.socket_errors = {name: int(values[name])
                                 for name in ("connect", "read", "write", "timeout")}
         result.exact = True
+    statuses = re.search(r"^BENCH_STATUS ?(.*)$", text, re.MULTILINE)
+    if statuses:
+        result.statuses = {int(status): int(count) for status, count in
+                           (pair.split("=", 1) for pair in statuses.group(1).split())}
     return result
 
 
