@@ -142,6 +142,10 @@ async def app_under_test(
         tmp_path_factory.mktemp("data"),
         database_url,
         LLM_UPSTREAM_TIMEOUT_S=TEST_UPSTREAM_TIMEOUT_S,
+        # The shared app is not about limits (tests/security has those): keep them out of the way.
+        RATE_LIMIT_CHAT="1000000/hour",
+        RATE_LIMIT_DEFAULT="1000000/hour",
+        LLM_MAX_CONCURRENT_CHATS_PER_USER=100,
         **vendor_settings(fake_vendor),
     )
     app = create_app(settings)

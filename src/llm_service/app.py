@@ -23,6 +23,7 @@ from llm_service.providers.registry import ProviderRegistry, make_http_client
 from llm_service.runtime import Runtime
 from llm_service.security.crypto import Keyring
 from llm_service.security.jwt import TokenDecoder
+from llm_service.security.rate_limit import ConcurrencyCap, RateLimiter
 from llm_service.settings import Settings, load_settings
 
 log = logging.getLogger("llm_service")
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 tokens=TokenDecoder(settings),
                 http=http,
                 providers=ProviderRegistry(settings, http),
+                limiter=RateLimiter(settings),
+                chat_slots=ConcurrencyCap(settings.max_concurrent_chats_per_user),
             )
             yield
         finally:

@@ -1,6 +1,7 @@
 """Request ids and the last line of defence, as pure ASGI (no per-request task or body copy).
 
-Every response carries `X-Request-ID` (the caller's, when it is a sane token, else a new one).
+Every response carries `X-Request-ID` (the caller's, when it is a sane token, else a new one),
+and the `X-RateLimit-*` headers when the request was counted by a rate limit.
 An exception nothing else handled becomes the contract's error body: 503 `unavailable` when the
 database is out (logged as one warning line), else 500 `internal_error`, logged with its stack
 trace and the request id. The client never sees the trace.
@@ -54,6 +55,10 @@ class RequestContextMiddleware:
                 headers = MutableHeaders(scope=message)
                 if "x-request-id" not in headers:
                     headers.append("X-Request-ID", request_id)
+                limit_state = scope["state"].get("rate_limit")
+                if limit_state is not None and "x-ratelimit-limit" not in headers:
+                    for name, value in limit_state.headers().items():
+                        headers.append(name, value)
             await send(message)
 
         try:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from llm_service.providers.registry import ProviderRegistry
 from llm_service.security.crypto import Keyring
 from llm_service.security.jwt import TokenDecoder
+from llm_service.security.rate_limit import ConcurrencyCap, RateLimiter
 from llm_service.settings import Settings
 
 
@@ -23,3 +24,5 @@ class Runtime:
     tokens: TokenDecoder
     http: httpx2.AsyncClient  # the one pool for every vendor call
     providers: ProviderRegistry
+    limiter: RateLimiter
+    chat_slots: ConcurrencyCap

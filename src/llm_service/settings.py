@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote_plus
 
+from limits import parse as parse_limit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -77,8 +78,13 @@ class Settings(BaseSettings):
         default_factory=list, alias="ENCRYPTION_KEYS_PREVIOUS"
     )
 
-    # Shared counters for per-user rate limits across replicas (read by the rate limiter).
+    # Shared counters for per-user rate limits across replicas (in-process without it).
     redis_url: str | None = Field(None, alias="REDIS_URL")
+    rate_limit_chat: str = Field("100/hour", alias="RATE_LIMIT_CHAT")
+    rate_limit_default: str = Field("1000/hour", alias="RATE_LIMIT_DEFAULT")
+    max_concurrent_chats_per_user: int = Field(
+        4, alias="LLM_MAX_CONCURRENT_CHATS_PER_USER", ge=1
+    )
 
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="CORS_ORIGINS"
@@ -179,6 +185,14 @@ def validate_secrets(settings: Settings) -> None:
             raise ConfigurationError(
                 f"ENCRYPTION_KEYS_PREVIOUS item {i + 1} must be 64 hex characters"
             )
+    for name, value in (("RATE_LIMIT_CHAT", settings.rate_limit_chat),
+                        ("RATE_LIMIT_DEFAULT", settings.rate_limit_default)):
+        try:
+            parse_limit(value)
+        except ValueError:
+            raise ConfigurationError(
+                f"{name} must look like 100/hour or 10/minute, not {value!r}"
+            ) from None
     if settings.is_production and not settings.database_configured:
         raise ConfigurationError(
             "DATABASE_URL (or DB_HOST) is not set: production needs PostgreSQL"

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from llm_service.api.deps import CurrentUser, Provider, RuntimeDep, body_openapi, json_body
+from llm_service.api.deps import ChatUser, Provider, RuntimeDep, body_openapi, json_body
 from llm_service.api.responses import error_responses
 from llm_service.jsonutil import JSONResponse
 from llm_service.schemas import ChatIn, ChatOut
@@ -32,10 +32,13 @@ router = APIRouter(prefix="/llm", tags=["chat"])
     openapi_extra=body_openapi(ChatIn),
 )
 async def chat(
-    user: CurrentUser,
+    user: ChatUser,
     provider: Provider,
     body: Annotated[ChatIn, Depends(json_body(ChatIn))],
     runtime: RuntimeDep,
 ) -> JSONResponse:
-    answer = await chat_service.chat(runtime, user_id=user.user_id, provider=provider, body=body)
+    async with runtime.chat_slots.slot(user.user_id):
+        answer = await chat_service.chat(
+            runtime, user_id=user.user_id, provider=provider, body=body
+        )
     return JSONResponse(answer)

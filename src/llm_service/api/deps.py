@@ -3,8 +3,8 @@
 All are `async def`: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per
 dependency per request.
 
-Order of checks is the contract's: `CurrentUser` (401/403) comes first in every signature, then
-`Provider` (404), then the body (413/422).
+Order of checks is the contract's: `CurrentUser` or `ChatUser` (401/403, then the rate limit's
+429) comes first in every signature, then `Provider` (404), then the body (413/422).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from llm_service.errors import ServiceError, unauthorized, unknown_provider, val
 from llm_service.jsonutil import loads
 from llm_service.runtime import Runtime
 from llm_service.security.jwt import InvalidToken, Principal, UnknownRole
+from llm_service.security.rate_limit import rate_limited
 from llm_service.settings import PROVIDERS
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -32,7 +33,7 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def current_user(request: Request, runtime: RuntimeDep) -> Principal:
+async def authenticated_user(request: Request, runtime: RuntimeDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -47,7 +48,33 @@ async def current_user(request: Request, runtime: RuntimeDep) -> Principal:
         ) from None
 
 
+async def _count_request(
+    request: Request, runtime: Runtime, user: Principal, chat: bool
+) -> Principal:
+    limiter = runtime.limiter
+    state = await limiter.hit(limiter.chat if chat else limiter.default, user.user_id)
+    # RequestContextMiddleware puts the X-RateLimit-* headers on whatever answer follows.
+    request.scope.setdefault("state", {})["rate_limit"] = state
+    if not state.allowed:
+        raise rate_limited(state, "chat messages" if chat else "requests")
+    return user
+
+
+AuthenticatedUser = Annotated[Principal, Depends(authenticated_user)]
+
+
+async def current_user(request: Request, runtime: RuntimeDep, user: AuthenticatedUser) -> Principal:
+    """The caller, authenticated and counted against RATE_LIMIT_DEFAULT."""
+    return await _count_request(request, runtime, user, chat=False)
+
+
+async def chat_user(request: Request, runtime: RuntimeDep, user: AuthenticatedUser) -> Principal:
+    """The caller, authenticated and counted against RATE_LIMIT_CHAT."""
+    return await _count_request(request, runtime, user, chat=True)
+
+
 CurrentUser = Annotated[Principal, Depends(current_user)]
+ChatUser = Annotated[Principal, Depends(chat_user)]
 
 
 async def provider_id(provider: str) -> str:

@@ -5,7 +5,7 @@ pool must not wait on it): one short read, the call, then one short write. Both 
 autocommit connection: the read is one `SELECT` (two without `history` in the request), the write
 one `INSERT` of both rows, so each is a single round trip with no `BEGIN`/`COMMIT` around it, and
 the two rows are stored together because one statement is atomic. A vendor failure stores
-nothing.
+nothing. The vendor gets the message as typed; what is stored and returned is sanitized.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from llm_service.providers.base import ChatRequest, ChatTurn, FailureKind, Provi
 from llm_service.runtime import Runtime
 from llm_service.schemas import ChatIn
 from llm_service.security.crypto import KeyUnreadable
+from llm_service.security.sanitize import sanitize
 from llm_service.services import configs, history
 from llm_service.services.history import NewMessage
 
@@ -120,18 +121,19 @@ async def chat(runtime: Runtime, *, user_id: int, provider: str, body: ChatIn) -
             exc, adapter.display_name, runtime.settings.upstream_timeout_s
         ) from None
 
+    reply = sanitize(completion.text)
     async with runtime.autocommit.connect() as conn:
         _, reply_id = await history.store_messages(
             conn,
             user_id,
             provider,
             [
-                NewMessage("user", body.message, completion.input_tokens),
-                NewMessage("assistant", completion.text, completion.output_tokens),
+                NewMessage("user", sanitize(body.message), completion.input_tokens),
+                NewMessage("assistant", reply, completion.output_tokens),
             ],
         )
     return {
-        "response": completion.text,
+        "response": reply,
         "tokensUsed": completion.input_tokens + completion.output_tokens,
         "model": completion.model or config.model,
         "inputTokens": completion.input_tokens,
