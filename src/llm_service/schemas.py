@@ -174,6 +174,10 @@ class HistoryItem(BaseModel):
     content: str = Field(examples=["Hello"])
     tokensUsed: int = Field(examples=[2])
     createdAt: datetime
+    interrupted: bool | None = Field(
+        None, description="Present (true) on a streamed reply that was cut short.")
+    tokensEstimated: bool | None = Field(
+        None, description="Present (true) when the vendor's stream gave no token counts.")
 
 
 class HistoryOut(BaseModel):

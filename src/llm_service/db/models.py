@@ -10,7 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -74,6 +84,10 @@ class ChatMessage(Base):
     content: Mapped[str] = mapped_column(Text, nullable=False)
     tokens_used: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # A streamed reply cut short (client gone, vendor failed mid-stream).
+    interrupted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # The vendor's stream gave no token counts: tokens_used is an estimate.
+    tokens_estimated: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
 
 # Paging reads newest first; id breaks ties between rows written in the same instant.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
@@ -43,6 +43,26 @@ class Completion:
     model: str | None  # as the vendor reports it, when it does
     input_tokens: int
     output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDelta:
+    """A piece of the answer, as the vendor sent it."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamUsage:
+    """Token usage (and the model) as a vendor's stream reports it; None where it does not.
+    Vendors report in parts (Claude: input first, output at the end): later values win."""
+
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+StreamEvent = StreamDelta | StreamUsage
 
 
 class FailureKind(StrEnum):
@@ -77,7 +97,7 @@ class ProviderError(Exception):
 
 
 class Provider(ABC):
-    """One vendor. `complete` returns the whole answer; streaming will sit beside it."""
+    """One vendor: `complete` returns the whole answer, `stream` yields it as it is written."""
 
     id: str  # the provider id in URLs: "openai", "claude", ...
     display_name: str  # the vendor's name in sentences: "OpenAI", "Anthropic Claude", ...
@@ -85,6 +105,12 @@ class Provider(ABC):
     @abstractmethod
     async def complete(self, request: ChatRequest, api_key: str) -> Completion:
         """Call the vendor once (no retries here) or raise `ProviderError`."""
+
+    @abstractmethod
+    def stream(self, request: ChatRequest, api_key: str) -> AsyncIterator[StreamEvent]:
+        """Call the vendor once in its streaming mode; yield deltas and usage as they come, or
+        raise `ProviderError` (before or after the first event). Closing the iterator closes the
+        vendor's connection."""
 
 
 def kind_for_status(status: int) -> FailureKind:
@@ -154,3 +180,19 @@ def merge_turns(turns: Sequence[ChatTurn]) -> list[ChatTurn]:
         else:
             merged.append(turn)
     return merged
+
+
+async def sse_events(response: httpx2.Response) -> AsyncIterator[tuple[str, str]]:
+    """(event, data) of a server-sent-events body; `data:` with or without the space."""
+    event, data = "message", []
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+    if data:
+        yield event, "\n".join(data)

@@ -11,6 +11,8 @@ leading assistant turns are dropped and consecutive turns of one role are joined
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import anthropic
 import httpx2
 from pydantic import BaseModel, ValidationError
@@ -18,10 +20,14 @@ from pydantic import BaseModel, ValidationError
 from llm_service.jsonutil import dumps
 from llm_service.providers.base import (
     ChatRequest,
+    ChatTurn,
     Completion,
     FailureKind,
     Provider,
     ProviderError,
+    StreamDelta,
+    StreamEvent,
+    StreamUsage,
     kind_for_status,
     merge_turns,
     retry_after_seconds,
@@ -55,6 +61,23 @@ def _vendor_message(exc: anthropic.APIStatusError) -> str | None:
     return exc.message
 
 
+def _status_failure(exc: anthropic.APIStatusError, api_key: str) -> ProviderError:
+    return ProviderError(
+        kind_for_status(exc.status_code),
+        status=exc.status_code,
+        detail=scrub(_vendor_message(exc), api_key),
+        retry_after_s=retry_after_seconds(exc.response.headers),
+    )
+
+
+def _claude_turns(request: ChatRequest) -> list[ChatTurn]:
+    """Claude's conversation starts with a user turn and alternates."""
+    turns = merge_turns(request.messages)
+    while turns and turns[0].role == "assistant":
+        turns.pop(0)
+    return turns
+
+
 class ClaudeProvider(Provider):
     id = "claude"
     display_name = "Anthropic Claude"
@@ -69,9 +92,7 @@ class ClaudeProvider(Provider):
         )
 
     async def complete(self, request: ChatRequest, api_key: str) -> Completion:
-        turns = merge_turns(request.messages)
-        while turns and turns[0].role == "assistant":
-            turns.pop(0)
+        turns = _claude_turns(request)
         body = {
             "model": request.model,
             "max_tokens": request.max_tokens,
@@ -104,3 +125,34 @@ class ClaudeProvider(Provider):
             input_tokens=answer.usage.input_tokens,
             output_tokens=answer.usage.output_tokens,
         )
+
+    async def stream(self, request: ChatRequest, api_key: str) -> AsyncIterator[StreamEvent]:
+        turns = _claude_turns(request)
+        try:
+            stream = await self._client.messages.create(
+                model=request.model,
+                max_tokens=request.max_tokens,
+                messages=[{"role": t.role, "content": t.content} for t in turns],
+                stream=True,
+                extra_headers={"Authorization": f"Bearer {api_key}"},
+            )
+            async with stream:
+                async for event in stream:
+                    if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        yield StreamDelta(event.delta.text)
+                    elif event.type == "message_start":
+                        usage = event.message.usage
+                        yield StreamUsage(event.message.model, usage.input_tokens, None)
+                    elif event.type == "message_delta":
+                        yield StreamUsage(None, None, event.usage.output_tokens)
+        except anthropic.APIStatusError as exc:
+            if exc.status_code < 400:  # an `error` event in the middle of the stream
+                raise ProviderError(FailureKind.UPSTREAM, detail=scrub(_vendor_message(exc),
+                                                                        api_key)) from None
+            raise _status_failure(exc, api_key) from None
+        except anthropic.APIConnectionError as exc:
+            raise transport_failure(exc) from None
+        except httpx2.HTTPError as exc:  # a dropped stream comes through raw
+            raise transport_failure(exc) from None
+        except (anthropic.APIError, ValueError):
+            raise ProviderError(FailureKind.MALFORMED) from None

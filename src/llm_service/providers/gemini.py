@@ -9,6 +9,8 @@ with reason `API_KEY_INVALID`, which is an authentication failure here.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx2
 from google import genai
 from google.genai import errors, types
@@ -19,6 +21,9 @@ from llm_service.providers.base import (
     FailureKind,
     Provider,
     ProviderError,
+    StreamDelta,
+    StreamEvent,
+    StreamUsage,
     kind_for_status,
     retry_after_seconds,
     scrub,
@@ -51,27 +56,13 @@ class GeminiProvider(Provider):
         )
 
     async def complete(self, request: ChatRequest, api_key: str) -> Completion:
-        contents = [
-            types.Content(role=_ROLES[t.role], parts=[types.Part(text=t.content)])
-            for t in request.messages
-        ]
-        config = types.GenerateContentConfig(
-            temperature=request.temperature,
-            max_output_tokens=request.max_tokens,
-            http_options=types.HttpOptions(headers={"x-goog-api-key": api_key}),
-        )
+        contents, config = _request(request, api_key)
         try:
             answer = await self._client.aio.models.generate_content(
                 model=request.model, contents=contents, config=config
             )
         except errors.APIError as exc:
-            response = getattr(exc, "response", None)
-            raise ProviderError(
-                _kind(exc),
-                status=exc.code,
-                detail=scrub(exc.message, api_key),
-                retry_after_s=retry_after_seconds(getattr(response, "headers", None)),
-            ) from None
+            raise _api_failure(exc, api_key) from None
         except httpx2.HTTPError as exc:
             raise transport_failure(exc) from None
         except (ValueError, TypeError):
@@ -86,3 +77,48 @@ class GeminiProvider(Provider):
             )
         except (AttributeError, ValueError, TypeError):
             raise ProviderError(FailureKind.MALFORMED) from None
+
+    async def stream(self, request: ChatRequest, api_key: str) -> AsyncIterator[StreamEvent]:
+        contents, config = _request(request, api_key)
+        try:
+            chunks = await self._client.aio.models.generate_content_stream(
+                model=request.model, contents=contents, config=config
+            )
+            async for chunk in chunks:
+                if chunk.text:
+                    yield StreamDelta(chunk.text)
+                usage = chunk.usage_metadata
+                if usage is not None:
+                    yield StreamUsage(chunk.model_version or None, usage.prompt_token_count,
+                                      usage.candidates_token_count)
+        except errors.APIError as exc:
+            raise _api_failure(exc, api_key) from None
+        except httpx2.HTTPError as exc:
+            raise transport_failure(exc) from None
+        except (ValueError, TypeError):
+            raise ProviderError(FailureKind.MALFORMED) from None
+
+
+def _request(
+    request: ChatRequest, api_key: str
+) -> tuple[list[types.Content], types.GenerateContentConfig]:
+    contents = [
+        types.Content(role=_ROLES[t.role], parts=[types.Part(text=t.content)])
+        for t in request.messages
+    ]
+    config = types.GenerateContentConfig(
+        temperature=request.temperature,
+        max_output_tokens=request.max_tokens,
+        http_options=types.HttpOptions(headers={"x-goog-api-key": api_key}),
+    )
+    return contents, config
+
+
+def _api_failure(exc: errors.APIError, api_key: str) -> ProviderError:
+    response = getattr(exc, "response", None)
+    return ProviderError(
+        _kind(exc),
+        status=exc.code,
+        detail=scrub(exc.message, api_key),
+        retry_after_s=retry_after_seconds(getattr(response, "headers", None)),
+    )

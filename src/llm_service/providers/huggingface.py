@@ -4,6 +4,8 @@ answers 410 Gone."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx2
 
 from llm_service.jsonutil import dumps
@@ -11,11 +13,14 @@ from llm_service.providers import openai_compat
 from llm_service.providers.base import (
     ChatRequest,
     Completion,
+    FailureKind,
     Provider,
     ProviderError,
+    StreamEvent,
     kind_for_status,
     retry_after_seconds,
     scrub,
+    sse_events,
     transport_failure,
 )
 
@@ -36,10 +41,35 @@ class HuggingFaceProvider(Provider):
         except httpx2.HTTPError as exc:
             raise transport_failure(exc) from None
         if response.status_code >= 400:
-            raise ProviderError(
-                kind_for_status(response.status_code),
-                status=response.status_code,
-                detail=scrub(openai_compat.error_message(response.content), api_key),
-                retry_after_s=retry_after_seconds(response.headers),
-            )
+            raise self._failure(response, api_key)
         return openai_compat.parse_completion(response.content)
+
+    async def stream(self, request: ChatRequest, api_key: str) -> AsyncIterator[StreamEvent]:
+        body = openai_compat.request_body(request, "max_tokens", stream=True)
+        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
+                   "Accept": "text/event-stream"}
+        try:
+            async with self._http.stream(
+                "POST", self._url, content=dumps(body), headers=headers
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._failure(response, api_key)
+                async for _, data in sse_events(response):
+                    if data.strip() == "[DONE]":
+                        return
+                    for event in openai_compat.parse_chunk(data):
+                        yield event
+        except httpx2.HTTPError as exc:
+            raise transport_failure(exc) from None
+        # The router closed the stream without [DONE]: the answer may be cut short.
+        raise ProviderError(FailureKind.UPSTREAM)
+
+    @staticmethod
+    def _failure(response: httpx2.Response, api_key: str) -> ProviderError:
+        return ProviderError(
+            kind_for_status(response.status_code),
+            status=response.status_code,
+            detail=scrub(openai_compat.error_message(response.content), api_key),
+            retry_after_s=retry_after_seconds(response.headers),
+        )

@@ -14,6 +14,8 @@ The SDK's own retries are off: the caller retries only what may be retried.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx2
 import openai
 
@@ -22,13 +24,30 @@ from llm_service.providers import openai_compat
 from llm_service.providers.base import (
     ChatRequest,
     Completion,
+    FailureKind,
     Provider,
     ProviderError,
+    StreamDelta,
+    StreamEvent,
+    StreamUsage,
     kind_for_status,
     retry_after_seconds,
     scrub,
     transport_failure,
 )
+
+
+def _status_failure(exc: openai.APIStatusError, api_key: str) -> ProviderError:
+    try:
+        detail = openai_compat.error_message(exc.response.content) or exc.message
+    except httpx2.ResponseNotRead:
+        detail = exc.message
+    return ProviderError(
+        kind_for_status(exc.status_code),
+        status=exc.status_code,
+        detail=scrub(detail, api_key),
+        retry_after_s=retry_after_seconds(exc.response.headers),
+    )
 
 
 class OpenAIProvider(Provider):
@@ -57,10 +76,33 @@ class OpenAIProvider(Provider):
         except openai.APIConnectionError as exc:  # timeouts included
             raise transport_failure(exc) from None
         except openai.APIStatusError as exc:
-            raise ProviderError(
-                kind_for_status(exc.status_code),
-                status=exc.status_code,
-                detail=scrub(openai_compat.error_message(exc.response.content), api_key),
-                retry_after_s=retry_after_seconds(exc.response.headers),
-            ) from None
+            raise _status_failure(exc, api_key) from None
         return openai_compat.parse_completion(response.content)
+
+    async def stream(self, request: ChatRequest, api_key: str) -> AsyncIterator[StreamEvent]:
+        try:
+            stream = await self._client.chat.completions.create(
+                model=request.model,
+                messages=openai_compat.messages(request.messages),  # type: ignore[arg-type]
+                temperature=request.temperature,
+                max_completion_tokens=request.max_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_headers={"Authorization": f"Bearer {api_key}"},
+            )
+            async with stream:
+                async for chunk in stream:
+                    for choice in chunk.choices:
+                        if choice.delta.content:
+                            yield StreamDelta(choice.delta.content)
+                    if chunk.usage is not None:
+                        yield StreamUsage(chunk.model, chunk.usage.prompt_tokens,
+                                          chunk.usage.completion_tokens)
+        except openai.APIStatusError as exc:
+            raise _status_failure(exc, api_key) from None
+        except openai.APIConnectionError as exc:
+            raise transport_failure(exc) from None
+        except httpx2.HTTPError as exc:
+            raise transport_failure(exc) from None
+        except (openai.APIError, ValueError):  # an error event or a broken chunk mid-stream
+            raise ProviderError(FailureKind.UPSTREAM) from None

@@ -10,7 +10,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from llm_service.jsonutil import loads
-from llm_service.providers.base import ChatRequest, ChatTurn, Completion, FailureKind, ProviderError
+from llm_service.providers.base import (
+    ChatRequest,
+    ChatTurn,
+    Completion,
+    FailureKind,
+    ProviderError,
+    StreamDelta,
+    StreamEvent,
+    StreamUsage,
+)
 
 
 class _Message(BaseModel):
@@ -36,13 +45,48 @@ def messages(turns: Sequence[ChatTurn]) -> list[dict[str, str]]:
     return [{"role": turn.role, "content": turn.content} for turn in turns]
 
 
-def request_body(request: ChatRequest, max_tokens_field: str) -> dict[str, Any]:
-    return {
+def request_body(
+    request: ChatRequest, max_tokens_field: str, *, stream: bool = False
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "model": request.model,
         "messages": messages(request.messages),
         "temperature": request.temperature,
         max_tokens_field: request.max_tokens,
     }
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+class _Delta(BaseModel):
+    content: str | None = None
+
+
+class _ChunkChoice(BaseModel):
+    delta: _Delta
+
+
+class _Chunk(BaseModel):
+    model: str | None = None
+    choices: list[_ChunkChoice] = []
+    usage: _Usage | None = None
+
+
+def parse_chunk(data: str) -> list[StreamEvent]:
+    """The events of one `chat.completion.chunk` (usage comes in a last chunk without choices)."""
+    try:
+        chunk = _Chunk.model_validate_json(data)
+    except ValidationError:
+        raise ProviderError(FailureKind.MALFORMED) from None
+    events: list[StreamEvent] = [
+        StreamDelta(choice.delta.content) for choice in chunk.choices if choice.delta.content
+    ]
+    if chunk.usage is not None:
+        events.append(StreamUsage(chunk.model, chunk.usage.prompt_tokens,
+                                  chunk.usage.completion_tokens))
+    return events
 
 
 def parse_completion(raw: bytes) -> Completion:

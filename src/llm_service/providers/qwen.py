@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx2
 from pydantic import BaseModel, ValidationError
 
@@ -18,9 +20,13 @@ from llm_service.providers.base import (
     FailureKind,
     Provider,
     ProviderError,
+    StreamDelta,
+    StreamEvent,
+    StreamUsage,
     kind_for_status,
     retry_after_seconds,
     scrub,
+    sse_events,
     transport_failure,
 )
 
@@ -29,7 +35,7 @@ _AUTH_CODES = {"InvalidApiKey", "AccessDenied", "Unauthorized"}
 
 
 class _Message(BaseModel):
-    content: str
+    content: str = ""
 
 
 class _Choice(BaseModel):
@@ -77,19 +83,11 @@ class QwenProvider(Provider):
         self._http = http_client
 
     async def complete(self, request: ChatRequest, api_key: str) -> Completion:
-        body = {
-            "model": request.model,
-            "input": {"messages": [{"role": t.role, "content": t.content}
-                                   for t in request.messages]},
-            "parameters": {
-                "result_format": "message",
-                "temperature": request.temperature,
-                "max_tokens": request.max_tokens,
-            },
-        }
         headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         try:
-            response = await self._http.post(self._url, content=dumps(body), headers=headers)
+            response = await self._http.post(
+                self._url, content=dumps(_body(request, stream=False)), headers=headers
+            )
         except httpx2.HTTPError as exc:
             raise transport_failure(exc) from None
         if response.status_code >= 400:
@@ -104,3 +102,46 @@ class QwenProvider(Provider):
             )
         except (ValidationError, IndexError):
             raise ProviderError(FailureKind.MALFORMED, status=response.status_code) from None
+
+    async def stream(self, request: ChatRequest, api_key: str) -> AsyncIterator[StreamEvent]:
+        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
+                   "Accept": "text/event-stream", "X-DashScope-SSE": "enable"}
+        try:
+            async with self._http.stream(
+                "POST", self._url, content=dumps(_body(request, stream=True)), headers=headers
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error(response.status_code, response.content, api_key,
+                                 response.headers)
+                async for event, data in sse_events(response):
+                    if event == "error":
+                        raise _error(500, data.encode(), api_key, response.headers)
+                    try:
+                        piece = _Generation.model_validate_json(data)
+                    except ValidationError:
+                        raise ProviderError(FailureKind.MALFORMED) from None
+                    for choice in piece.output.choices:
+                        if choice.message.content:
+                            yield StreamDelta(choice.message.content)
+                    if piece.usage is not None:
+                        yield StreamUsage(None, piece.usage.input_tokens,
+                                          piece.usage.output_tokens)
+        except httpx2.HTTPError as exc:
+            raise transport_failure(exc) from None
+
+
+def _body(request: ChatRequest, *, stream: bool) -> dict[str, object]:
+    parameters: dict[str, object] = {
+        "result_format": "message",
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+    }
+    if stream:
+        # Without it every event repeats the whole answer so far.
+        parameters["incremental_output"] = True
+    return {
+        "model": request.model,
+        "input": {"messages": [{"role": t.role, "content": t.content} for t in request.messages]},
+        "parameters": parameters,
+    }

@@ -9,6 +9,7 @@ Adding a vendor: one module with a `Provider` subclass, one line in `_build`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import httpx2
 import openai
@@ -26,6 +27,7 @@ from llm_service.providers.base import (
     FailureKind,
     Provider,
     ProviderError,
+    StreamEvent,
 )
 from llm_service.providers.claude import ClaudeProvider
 from llm_service.providers.gemini import GeminiProvider
@@ -74,9 +76,8 @@ class ProviderRegistry:
     def __getitem__(self, provider_id: str) -> Provider:
         return self._adapters[provider_id]
 
-    async def complete(self, provider_id: str, request: ChatRequest, api_key: str) -> Completion:
-        adapter = self._adapters[provider_id]
-        retrying = AsyncRetrying(
+    def _retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
             # No retry whose backoff would end past the deadline: the vendor's own error is
             # then more useful than a timeout.
             stop=stop_after_attempt(self._attempts) | stop_before_delay(self._timeout_s),
@@ -84,8 +85,35 @@ class ProviderRegistry:
             retry=retry_if_exception(_is_retryable),
             reraise=True,
         )
+
+    async def complete(self, provider_id: str, request: ChatRequest, api_key: str) -> Completion:
+        adapter = self._adapters[provider_id]
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await retrying(adapter.complete, request, api_key)
+                return await self._retrying()(adapter.complete, request, api_key)
+        except TimeoutError:
+            raise ProviderError(FailureKind.TIMEOUT) from None
+
+    async def open_stream(
+        self, provider_id: str, request: ChatRequest, api_key: str
+    ) -> tuple[StreamEvent | None, AsyncIterator[StreamEvent]]:
+        """Start a stream and wait for its first event, with the same deadline and retries as
+        `complete` (nothing has reached the client yet, so a retry is invisible). Returns the
+        first event (None for an empty stream) and the open stream; the caller closes it."""
+        adapter = self._adapters[provider_id]
+
+        async def attempt() -> tuple[StreamEvent | None, AsyncIterator[StreamEvent]]:
+            events = adapter.stream(request, api_key)
+            try:
+                return await anext(events), events
+            except StopAsyncIteration:
+                return None, events
+            except BaseException:
+                await events.aclose()  # type: ignore[attr-defined]
+                raise
+
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._retrying()(attempt)
         except TimeoutError:
             raise ProviderError(FailureKind.TIMEOUT) from None

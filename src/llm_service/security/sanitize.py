@@ -38,7 +38,7 @@ _ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "td": {"c
 _SCHEMES = {"http", "https", "mailto"}
 
 _CODE = re.compile(r"(```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]+`)", re.DOTALL)
-_NEEDS_CLEANING = re.compile(r"<|:", re.ASCII)
+_NEEDS_CLEANING = re.compile(r"<|:|&", re.ASCII)  # `&colon;`, `&#58;`: colons too
 _NH3_ESCAPES = re.compile(r"&(lt|gt|amp|quot);")
 _UNESCAPE = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _MD_LINK_TARGET = re.compile(r"(\]\(\s*<?)((?:[^()\s>]|\([^()\s]*\))*)")
@@ -47,7 +47,7 @@ _INVISIBLE = re.compile(r"[\x00-\x20\x7f]+")
 
 
 def _safe_link_target(match: re.Match[str]) -> str:
-    target = _INVISIBLE.sub("", html.unescape(match.group(2)))
+    target = _INVISIBLE.sub("", html.unescape(match.group(2).replace("\\", "")))
     return match.group(1) + ("#" if _UNSAFE_SCHEME.match(target) else match.group(2))
 
 
@@ -82,3 +82,44 @@ def sanitize(text: str) -> str:
             return cleaned
         text = cleaned
     return html.escape(text, quote=False)  # never converged: show it as inert text
+
+
+_OPEN_TAG_AT_END = re.compile(r"<[^>]*\Z")
+_OPEN_LINK_AT_END = re.compile(r"\]\([^)]*\Z")
+
+
+def _stable_length(text: str) -> int:
+    """How much of a growing text cannot change meaning when more arrives: up to an unfinished
+    tag, markdown link target or code span."""
+    cut = len(text)
+    for pattern in (_OPEN_TAG_AT_END, _OPEN_LINK_AT_END):
+        match = pattern.search(text)
+        if match:
+            cut = min(cut, match.start())
+    if text.count("`") % 2:
+        cut = min(cut, text.rindex("`"))
+    return cut
+
+
+class StreamSanitizer:
+    """Sanitizes a reply that arrives in pieces: each `feed` returns the next part of the
+    sanitized text that is safe to show now. Everything returned is sanitized, and the parts add
+    up to `sanitize(whole)` unless later markup changes what was already shown (an HTML tag left
+    open then closed); then `finish` returns nothing more and the full text is authoritative."""
+
+    def __init__(self) -> None:
+        self.raw = ""
+        self._sent = ""
+
+    def _advance(self, clean: str) -> str:
+        if not clean.startswith(self._sent):
+            return ""
+        delta, self._sent = clean[len(self._sent):], clean
+        return delta
+
+    def feed(self, piece: str) -> str:
+        self.raw += piece
+        return self._advance(sanitize(self.raw[: _stable_length(self.raw)]))
+
+    def finish(self) -> str:
+        return self._advance(sanitize(self.raw))

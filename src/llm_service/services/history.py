@@ -21,6 +21,8 @@ class NewMessage:
     role: str  # "user" or "assistant"
     content: str
     tokens_used: int
+    interrupted: bool = False
+    tokens_estimated: bool = False
 
 
 def _of(user_id: int, provider: str) -> tuple[Any, ...]:
@@ -90,7 +92,8 @@ async def store_messages(
         _INSERT_MESSAGES,
         [
             {"user_id": user_id, "provider": provider, "role": m.role, "content": m.content,
-             "tokens_used": m.tokens_used, "created_at": now}
+             "tokens_used": m.tokens_used, "interrupted": m.interrupted,
+             "tokens_estimated": m.tokens_estimated, "created_at": now}
             for m in messages
         ],
     )
@@ -98,10 +101,16 @@ async def store_messages(
 
 
 def history_item(row: ChatMessage) -> dict[str, Any]:
-    return {
+    """The contract's item; `interrupted` and `tokensEstimated` appear only when true."""
+    item: dict[str, Any] = {
         "id": row.id,
         "role": row.role,
         "content": row.content,
         "tokensUsed": row.tokens_used,
         "createdAt": row.created_at,
     }
+    if row.interrupted:
+        item["interrupted"] = True
+    if row.tokens_estimated:
+        item["tokensEstimated"] = True
+    return item
