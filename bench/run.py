@@ -25,6 +25,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import importlib.metadata
+import io
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -117,6 +119,7 @@ class Options:
     service_env: dict[str, str]
     record: bool
     profile: bool
+    ref: str | None
     command: str
 
 
@@ -150,6 +153,9 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",
                         help="an extra environment variable for the service (repeatable); "
                              "overrides the bench's own, e.g. RATE_LIMIT_CHAT=100/hour")
+    parser.add_argument("--ref", metavar="REV",
+                        help="run the service from `git archive REV` (a commit, tag or branch) "
+                             "instead of the working tree, which may be mid-edit")
     parser.add_argument("--no-record", action="store_true",
                         help="print only; do not append to bench/RESULTS.md")
     parser.add_argument("--profile", action="store_true",
@@ -190,6 +196,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         service_env=service_env,
         record=not args.no_record and not args.profile,
         profile=args.profile,
+        ref=args.ref,
         command=command,
     )
 
@@ -267,6 +274,7 @@ class Bench:
         # (moment, revision, fingerprint): another engineer may be changing the tree meanwhile
         self.revisions: list[tuple[str, str, str]] = []
         self.postgres_version = ""
+        self.service_src: Path | None = None  # a `git archive` of --ref, else the working tree
 
     def wants(self, *names: str) -> bool:
         return any(name in self.options.scenarios for name in names)
@@ -365,6 +373,8 @@ class Bench:
             **SERVICE_LIMITS_ENV,
             **self.options.service_env,
         })
+        if self.service_src is not None:
+            env["PYTHONPATH"] = str(self.service_src / "src")  # ahead of the editable install
         return env
 
     @contextlib.asynccontextmanager
@@ -559,9 +569,27 @@ class Bench:
                 f"the machine was not idle at the start (load average {load:.2f} over 1 min): "
                 "other processes compete for the cores, so the figures are noisier and lower")
 
+    def snapshot(self) -> str:
+        """With --ref: extract that revision for the service; the revision to report."""
+        ref = self.options.ref
+        if ref is None:
+            return git_revision()
+        revision = _git("rev-parse", "--short", "--verify", f"{ref}^{{commit}}")
+        if not revision:
+            raise RuntimeError(f"--ref {ref}: not a commit in this repository")
+        archive = subprocess.run(["git", "archive", "--format=tar", revision], cwd=REPO,
+                                 capture_output=True, timeout=60, check=True).stdout
+        destination = self.work / "service-src"
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(destination, filter="data")
+        self.service_src = destination
+        progress(f"service code: git archive {revision} in {destination}")
+        return f"{revision} (service from git archive, working tree not used)"
+
     def note_tree_changes(self) -> None:
         """The commit is read at the start; say so when the code changed during the run."""
-        if len({fingerprint for _, _, fingerprint in self.revisions}) > 1:
+        fingerprints = {fingerprint for _, _, fingerprint in self.revisions}
+        if self.service_src is None and len(fingerprints) > 1:
             moments = ", ".join(f"{moment}: {revision} ({fingerprint[:7]})"
                                 for moment, revision, fingerprint in self.revisions)
             self.report.notes.append(
@@ -571,7 +599,7 @@ class Bench:
     async def run(self) -> Report:
         options = self.options
         started = dt.datetime.now(dt.UTC)
-        revision = git_revision()
+        revision = self.snapshot()
         self.revisions.append(("start", revision, tree_fingerprint()))
         self.note_machine_load()
         needs_service = self.wants("service", "service-200ms", "stream-ttfd", "rss")
@@ -603,6 +631,7 @@ class Bench:
         if py_spy is None:
             print(f"bench/run --profile: {profile.PY_SPY_HINT}", file=sys.stderr)
             return 2
+        progress(f"profiling commit {self.snapshot()}")
         options = self.options
         self.fast_vendor = await self.start_fake("fake-vendor", 0)
         await self.create_database()
@@ -667,6 +696,9 @@ async def main_async(options: Options) -> int:
                 report = await bench.run()
             except RuntimeError as exc:
                 progress(f"failed: {exc}")
+                if bench.report.rows:
+                    bench.report.notes.append("partial: the run failed, nothing was recorded")
+                    print(bench.report.text())
                 return 1
             text = report.text()
             print(text)

@@ -196,4 +196,7 @@ async def run_wrk(url: str, script: Path, connections: int, duration_s: float,
     if process.returncode != 0:
         raise RuntimeError(f"wrk failed ({process.returncode}): "
                            f"{stderr.decode(errors='replace').strip() or text.strip()}")
-    return parse_output(text, connections)
+    try:
+        return parse_output(text, connections)
+    except (ValueError, KeyError) as exc:
+        raise RuntimeError(f"unreadable wrk output ({exc}):\n{text.strip()}") from None
