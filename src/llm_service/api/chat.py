@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
 
 from llm_service.api.deps import ChatUser, Provider, RuntimeDep, body_openapi, json_body
 from llm_service.api.responses import error_responses
+from llm_service.errors import request_id_of
 from llm_service.jsonutil import JSONResponse
 from llm_service.schemas import ChatIn, ChatOut
 from llm_service.services import chat as chat_service
+from llm_service.services.chat_stream import open_chat_stream
 
 router = APIRouter(prefix="/llm", tags=["chat"])
 
@@ -42,3 +45,63 @@ async def chat(
             runtime, user_id=user.user_id, provider=provider, body=body
         )
     return JSONResponse(answer)
+
+
+STREAM_DESCRIPTION = """\
+The same body as `POST /llm/chat/{provider}`; the answer is `text/event-stream`:
+
+```
+event: delta
+data: {"text": "Hel"}
+
+event: delta
+data: {"text": "lo!"}
+
+event: done
+data: {"response": "Hello!", "tokensUsed": 12, "inputTokens": 8, "outputTokens": 4,
+       "model": "gpt-4o", "id": 124}
+```
+
+`delta` events carry the (sanitized) answer as the vendor writes it; `done` ends a complete
+stream (`"tokensEstimated": true` is added when the vendor's stream gave no token counts). An
+error before the stream starts is the normal JSON error with its status; an error after it
+started is an `event: error` whose data is the error body (`success`, `error`, `code`,
+`requestId`), and the stream ends. A comment line `: keep-alive` is sent every 15 seconds while
+the vendor is silent. When the client disconnects, the vendor call is cancelled and the message
+is stored with the partial reply, marked `"interrupted": true` in the history.
+"""
+
+
+@router.post(
+    "/chat/{provider}/stream",
+    summary="Send a message and receive the answer as Server-Sent Events",
+    description=STREAM_DESCRIPTION,
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "The answer as Server-Sent Events (`delta`, then `done` or "
+              "`error`).", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **error_responses(400, 401, 403, 404, 413, 422, 429, 502, 503, 504),
+    },
+    openapi_extra=body_openapi(ChatIn),
+)
+async def chat_stream(
+    request: Request,
+    user: ChatUser,
+    provider: Provider,
+    body: Annotated[ChatIn, Depends(json_body(ChatIn))],
+    runtime: RuntimeDep,
+) -> StreamingResponse:
+    # The concurrency slot is held from here until the stream ends, however it ends.
+    runtime.chat_slots.acquire(user.user_id)
+    try:
+        stream = await open_chat_stream(
+            runtime, user_id=user.user_id, provider=provider, body=body
+        )
+    except BaseException:
+        runtime.chat_slots.release(user.user_id)
+        raise
+    return StreamingResponse(
+        stream.sse(request_id_of(request), lambda: runtime.chat_slots.release(user.user_id)),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

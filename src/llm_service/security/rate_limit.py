@@ -110,8 +110,8 @@ class ConcurrencyCap:
         # Checked and changed without an await in between, so no lock is needed.
         self._in_flight: Counter[int] = Counter()
 
-    @asynccontextmanager
-    async def slot(self, user_id: int) -> AsyncIterator[None]:
+    def acquire(self, user_id: int) -> None:
+        """Take a slot or raise 429; every `acquire` needs exactly one `release`."""
         if self._in_flight[user_id] >= self.limit:
             raise ServiceError(
                 429,
@@ -121,9 +121,16 @@ class ConcurrencyCap:
                 headers={"Retry-After": "1"},
             )
         self._in_flight[user_id] += 1
+
+    def release(self, user_id: int) -> None:
+        self._in_flight[user_id] -= 1
+        if self._in_flight[user_id] <= 0:
+            del self._in_flight[user_id]
+
+    @asynccontextmanager
+    async def slot(self, user_id: int) -> AsyncIterator[None]:
+        self.acquire(user_id)
         try:
             yield
         finally:
-            self._in_flight[user_id] -= 1
-            if self._in_flight[user_id] <= 0:
-                del self._in_flight[user_id]
+            self.release(user_id)

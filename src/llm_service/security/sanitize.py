@@ -41,7 +41,7 @@ _CODE = re.compile(r"(```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]+`)", re.DOTALL)
 _NEEDS_CLEANING = re.compile(r"<|:|&", re.ASCII)  # `&colon;`, `&#58;`: colons too
 _NH3_ESCAPES = re.compile(r"&(lt|gt|amp|quot);")
 _UNESCAPE = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
-_MD_LINK_TARGET = re.compile(r"(\]\(\s*<?)((?:[^()\s>]|\([^()\s]*\))*)")
+_MD_LINK_TARGET = re.compile(r"(\]\(\s*<?)((?:[^()\s>\]]|\([^()\s]*\))*)")
 _UNSAFE_SCHEME = re.compile(r"^(?:javascript|vbscript|data|file):", re.IGNORECASE)
 _INVISIBLE = re.compile(r"[\x00-\x20\x7f]+")
 

@@ -10,10 +10,17 @@ nothing. The vendor gets the message as typed; what is stored and returned is sa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from llm_service.errors import ServiceError
-from llm_service.providers.base import ChatRequest, ChatTurn, FailureKind, ProviderError
+from llm_service.providers.base import (
+    ChatRequest,
+    ChatTurn,
+    FailureKind,
+    Provider,
+    ProviderError,
+)
 from llm_service.runtime import Runtime
 from llm_service.schemas import ChatIn
 from llm_service.security.crypto import KeyUnreadable
@@ -88,7 +95,20 @@ def provider_failure(error: ProviderError, name: str, timeout_s: float) -> Servi
     )
 
 
-async def chat(runtime: Runtime, *, user_id: int, provider: str, body: ChatIn) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class PreparedChat:
+    """Everything a vendor call needs, read and checked before anything is sent."""
+
+    adapter: Provider
+    request: ChatRequest
+    api_key: str
+    configured_model: str
+
+
+async def prepare(
+    runtime: Runtime, *, user_id: int, provider: str, body: ChatIn
+) -> PreparedChat:
+    """The user's configuration, key and context (one autocommit read; two without `history`)."""
     adapter = runtime.providers[provider]
     async with runtime.autocommit.connect() as conn:
         config = await configs.chat_config(conn, user_id, provider)
@@ -107,18 +127,24 @@ async def chat(runtime: Runtime, *, user_id: int, provider: str, body: ChatIn) -
         )
     except KeyUnreadable:
         raise key_unreadable(adapter.display_name) from None
-
     request = ChatRequest(
         model=config.model,
         messages=[*context, ChatTurn("user", body.message)],
         temperature=float(config.temperature),
         max_tokens=config.max_tokens,
     )
+    return PreparedChat(adapter, request, api_key, config.model)
+
+
+async def chat(runtime: Runtime, *, user_id: int, provider: str, body: ChatIn) -> dict[str, Any]:
+    prepared = await prepare(runtime, user_id=user_id, provider=provider, body=body)
     try:
-        completion = await runtime.providers.complete(provider, request, api_key)
+        completion = await runtime.providers.complete(
+            provider, prepared.request, prepared.api_key
+        )
     except ProviderError as exc:
         raise provider_failure(
-            exc, adapter.display_name, runtime.settings.upstream_timeout_s
+            exc, prepared.adapter.display_name, runtime.settings.upstream_timeout_s
         ) from None
 
     reply = sanitize(completion.text)
@@ -135,7 +161,7 @@ async def chat(runtime: Runtime, *, user_id: int, provider: str, body: ChatIn) -
     return {
         "response": reply,
         "tokensUsed": completion.input_tokens + completion.output_tokens,
-        "model": completion.model or config.model,
+        "model": completion.model or prepared.configured_model,
         "inputTokens": completion.input_tokens,
         "outputTokens": completion.output_tokens,
         "id": reply_id,
