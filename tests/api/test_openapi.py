@@ -21,6 +21,8 @@ async def test_every_route_is_described_with_its_answers(api: Api) -> None:
         ("/llm/history/{provider}", "delete"): {"200", "401", "404", "503"},
         ("/llm/chat/{provider}", "post"): {
             "200", "400", "401", "404", "413", "422", "429", "502", "503", "504"},
+        ("/llm/chat/{provider}/stream", "post"): {
+            "200", "400", "401", "404", "413", "422", "429", "502", "503", "504"},
         ("/health", "get"): {"200"},
         ("/health/ready", "get"): {"200", "503"},
     }
