@@ -201,3 +201,57 @@ def clean_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     source = os.environ if base is None else base
     return {key: value for key, value in source.items()
             if not key.upper().startswith(prefixes) and key.upper() not in names}
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_ticks(pid: int | str) -> int:
+    """CPU ticks of a process and of its children it has waited for (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0
+    # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14 to 17
+    return sum(int(value) for value in fields[11:15])
+
+
+def _busy_ticks() -> int:
+    """Busy CPU ticks of the whole machine: user, nice, system, irq, softirq, steal."""
+    try:
+        with open("/proc/stat") as stat:
+            values = [int(value) for value in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values
+    return user + nice + system + irq + softirq + steal
+
+
+@dataclass
+class CpuMark:
+    at: float
+    busy: int
+    ours: int
+
+
+class CpuAccount:
+    """How much CPU processes outside the bench used while it measured, in cores.
+
+    "Ours" is the runner with the children it has reaped (every wrk run), the children that
+    live through a measurement (fake vendors, passthrough, service) and the PostgreSQL backends
+    serving the bench database; everything else busy on the machine is "others". On 2 cores a
+    few tenths of a core taken by others already moves the figures.
+    """
+
+    def mark(self, pids: Sequence[int]) -> CpuMark:
+        ours = _process_ticks("self") + sum(_process_ticks(pid) for pid in pids)
+        return CpuMark(time.monotonic(), _busy_ticks(), ours)
+
+    @staticmethod
+    def others_cores(start: CpuMark, end: CpuMark) -> float:
+        elapsed = end.at - start.at
+        if elapsed <= 0:
+            return 0.0
+        others = (end.busy - start.busy) - (end.ours - start.ours)
+        return max(0.0, others / CLOCK_TICKS / elapsed)

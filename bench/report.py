@@ -16,6 +16,7 @@ TARGET_ADDED_P99_MS = 5.0
 TARGET_SLOW_P99_MS = 250.0
 TARGET_PEAK_RSS_MB = 150.0
 TARGET_FLAT = 0.10
+BUSY_OTHERS_CORES = 0.25  # other processes' CPU above which a row is flagged
 
 
 def fmt_ms(value: float) -> str:
@@ -66,6 +67,11 @@ class Row:
     @property
     def p99(self) -> float:
         return self._median("p99_ms")
+
+    @property
+    def others_cores(self) -> float | None:
+        values = [run.others_cores for run in self.runs if run.others_cores is not None]
+        return statistics.median(values) if values else None
 
     @property
     def non_2xx(self) -> int:
@@ -182,13 +188,14 @@ class Report:
         lines: list[str] = []
         if self.rows:
             lines += ["| scenario | conns | req/s | spread | p50 ms | p90 ms | p99 ms | non-2xx "
-                      "| socket errors |",
-                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| socket errors | others' CPU |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in self.rows:
+            others = "n/a" if row.others_cores is None else f"{row.others_cores:.2f}"
             lines.append(
                 f"| {row.label} | {row.connections} | {row.rps:,.0f} | {row.spread_pct:.0f}% "
                 f"| {fmt_ms(row.p50)} | {fmt_ms(row.p90)} | {fmt_ms(row.p99)} "
-                f"| {row.non_2xx} | {row.socket_errors} |"
+                f"| {row.non_2xx} | {row.socket_errors} | {others} |"
             )
         if self.stream_rows:
             if lines:
@@ -320,6 +327,12 @@ class Report:
 
     def error_notes(self) -> list[str]:
         notes = []
+        busy = [f"{row.label}@{row.connections} ({row.others_cores:.2f})" for row in self.rows
+                if row.others_cores is not None and row.others_cores >= BUSY_OTHERS_CORES]
+        if busy:
+            notes.append(f"processes outside the bench used {BUSY_OTHERS_CORES:g}+ cores during "
+                         f"{', '.join(busy)}: those rows are lower and noisier than on an idle "
+                         "machine")
         for row in self.rows:
             failed = {status: count for status, count in row.statuses.items()
                       if not 200 <= status < 400}

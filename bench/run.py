@@ -48,6 +48,7 @@ import httpx2
 from bench import passthrough, profile, stream
 from bench.procs import (
     Child,
+    CpuAccount,
     RssSampler,
     clean_env,
     free_port,
@@ -275,6 +276,8 @@ class Bench:
         self.revisions: list[tuple[str, str, str]] = []
         self.postgres_version = ""
         self.service_src: Path | None = None  # a `git archive` of --ref, else the working tree
+        self.children: list[Child] = []  # what lives through measurements, for CpuAccount
+        self.cpu = CpuAccount()
 
     def wants(self, *names: str) -> bool:
         return any(name in self.options.scenarios for name in names)
@@ -288,6 +291,7 @@ class Bench:
              "--stream-gap-ms", f"{self.options.stream_gap_ms:g}", "--max-seconds", "3600"],
             self.work / f"{name}.log", cwd=REPO)
         self.stack.push_async_callback(child.stop)
+        self.children.append(child)
         found = await child.wait_for_line(r"listening on (http://127\.0\.0\.1:\d+)", 15)
         progress(f"{name} pid {child.pid} at {found.group(1)}")
         return found.group(1)
@@ -306,14 +310,38 @@ class Bench:
             await run_wrk(url, script, count, options.warmup)
             runs: list[WrkResult] = []
             for index in range(options.repeat):
-                result = await run_wrk(url, script, count, options.duration)
+                result = await self.wrk(url, script, count, options.duration)
                 runs.append(result)
                 progress(f"{label} at {count} connections, run {index + 1}/{options.repeat}: "
                          f"{result.rps:,.0f} req/s, p50 {result.p50_ms:.3f} ms, "
-                         f"p99 {result.p99_ms:.3f} ms, errors {result.errors}")
+                         f"p99 {result.p99_ms:.3f} ms, errors {result.errors}, "
+                         f"others' CPU {result.others_cores or 0:.2f} cores")
             self.report.rows.append(Row(label, scenario, count, runs))
 
+    async def wrk(self, url: str, script: Path, connections: int, seconds: float) -> WrkResult:
+        """One measured wrk run, with the CPU that processes outside the bench used meanwhile."""
+        pids = [child.pid for child in self.children if child.running]
+        pids += await self.backend_pids()
+        start = self.cpu.mark(pids)
+        result = await run_wrk(url, script, connections, seconds)
+        result.others_cores = self.cpu.others_cores(start, self.cpu.mark(pids))
+        return result
+
     # the database
+
+    async def backend_pids(self) -> list[int]:
+        """The PostgreSQL backends serving the bench database (its work is the bench's)."""
+        if self.db_name is None:
+            return []
+        with contextlib.suppress(Exception):
+            connection = await asyncpg.connect(self.options.admin_db_url, timeout=10)
+            try:
+                rows = await connection.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = $1", self.db_name)
+                return [int(row["pid"]) for row in rows]
+            finally:
+                await connection.close()
+        return []
 
     def db_url(self, name: str) -> str:
         parts = urlsplit(self.options.admin_db_url)
@@ -384,6 +412,7 @@ class Bench:
         self.revisions.append((f"{label} start", git_revision(), tree_fingerprint()))
         child = await start_child(label, [LLM_SERVICE, "serve"], self.work / f"{label}.log",
                                   env=env, cwd=REPO)
+        self.children.append(child)
         sampler = RssSampler(child.pid)
         sampler.start()
         url = f"http://127.0.0.1:{port}"
@@ -456,6 +485,7 @@ class Bench:
                 label, [PYTHON, "-m", "bench.passthrough", "--vendor", self.fast_vendor,
                         "--client", client, "--port", "0"],
                 self.work / f"passthrough-{client}.log", cwd=REPO)
+            self.children.append(child)
             try:
                 found = await child.wait_for_line(r"listening on (http://127\.0\.0\.1:\d+)", 30)
                 await wait_http(f"{found.group(1)}/health", 30, child)
@@ -481,7 +511,7 @@ class Bench:
         progress(f"rss: {seconds:g} s steady run at 16 connections, RSS every 10 s")
         marks: list[tuple[float, int]] = []
         started = time.monotonic()
-        load = asyncio.create_task(run_wrk(f"{url}/llm/chat/openai", script, 16, seconds))
+        load = asyncio.create_task(self.wrk(f"{url}/llm/chat/openai", script, 16, seconds))
         mark = 0.0
         while mark < seconds:
             await asyncio.sleep(max(0.0, started + mark - time.monotonic()))

@@ -112,6 +112,7 @@ class WrkResult:
     )
     exact: bool = False  # percentiles from the done() hook, not from wrk's rounded text
     statuses: dict[int, int] = field(default_factory=dict)  # with count_statuses only
+    others_cores: float | None = None  # CPU used by processes outside the bench meanwhile
 
     @property
     def socket_error_count(self) -> int:
