@@ -19,6 +19,7 @@ from llm_service.db.session import create_engine, create_session_factory
 from llm_service.errors import install_error_handlers
 from llm_service.jsonutil import JSONResponse
 from llm_service.middleware import RequestContextMiddleware
+from llm_service.pricing import PricingTable
 from llm_service.providers.registry import ProviderRegistry, make_http_client
 from llm_service.runtime import Runtime
 from llm_service.security.crypto import Keyring
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 http=http,
                 providers=ProviderRegistry(settings, http),
                 limiter=RateLimiter(settings),
+                pricing=PricingTable.load(settings.pricing_file),
                 chat_slots=ConcurrencyCap(settings.max_concurrent_chats_per_user),
             )
             yield

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from llm_service.pricing import PricingTable
 from llm_service.providers.registry import ProviderRegistry
 from llm_service.security.crypto import Keyring
 from llm_service.security.jwt import TokenDecoder
@@ -25,4 +26,5 @@ class Runtime:
     http: httpx2.AsyncClient  # the one pool for every vendor call
     providers: ProviderRegistry
     limiter: RateLimiter
+    pricing: PricingTable
     chat_slots: ConcurrencyCap

@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(32_000, alias="LLM_MAX_MESSAGE_CHARS", ge=1)
     max_history_items: int = Field(100, alias="LLM_MAX_HISTORY_ITEMS", ge=0)
 
+    pricing_file: Path | None = Field(None, alias="LLM_PRICING_FILE")
+    # Monthly budgets by role (0 = none): tokens and estimated USD.
+    budget_tokens_client: int = Field(0, alias="LLM_BUDGET_TOKENS_CLIENT", ge=0)
+    budget_tokens_staff: int = Field(0, alias="LLM_BUDGET_TOKENS_STAFF", ge=0)
+    budget_tokens_admin: int = Field(0, alias="LLM_BUDGET_TOKENS_ADMIN", ge=0)
+    budget_cost_usd_client: float = Field(0, alias="LLM_BUDGET_COST_USD_CLIENT", ge=0)
+    budget_cost_usd_staff: float = Field(0, alias="LLM_BUDGET_COST_USD_STAFF", ge=0)
+    budget_cost_usd_admin: float = Field(0, alias="LLM_BUDGET_COST_USD_ADMIN", ge=0)
+
     upstream_timeout_s: float = Field(60.0, alias="LLM_UPSTREAM_TIMEOUT_S", gt=0)
     upstream_connect_timeout_s: float = Field(5.0, alias="LLM_UPSTREAM_CONNECT_TIMEOUT_S", gt=0)
     upstream_max_retries: int = Field(2, alias="LLM_UPSTREAM_MAX_RETRIES", ge=0, le=10)

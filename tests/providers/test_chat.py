@@ -109,6 +109,8 @@ async def test_answer_maps_reply_model_and_tokens(api: Api, provider: str) -> No
         "inputTokens": expected_in,
         "outputTokens": expected_out,
         "id": stored[1].id,
+        "costUsd": float(api.runtime.pricing.cost(provider, MODELS[provider], expected_in,
+                                                  expected_out)),  # type: ignore[arg-type]
     }
 
 

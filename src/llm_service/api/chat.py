@@ -41,9 +41,7 @@ async def chat(
     runtime: RuntimeDep,
 ) -> JSONResponse:
     async with runtime.chat_slots.slot(user.user_id):
-        answer = await chat_service.chat(
-            runtime, user_id=user.user_id, provider=provider, body=body
-        )
+        answer = await chat_service.chat(runtime, user=user, provider=provider, body=body)
     return JSONResponse(answer)
 
 
@@ -94,9 +92,7 @@ async def chat_stream(
     # The concurrency slot is held from here until the stream ends, however it ends.
     runtime.chat_slots.acquire(user.user_id)
     try:
-        stream = await open_chat_stream(
-            runtime, user_id=user.user_id, provider=provider, body=body
-        )
+        stream = await open_chat_stream(runtime, user=user, provider=provider, body=body)
     except BaseException:
         runtime.chat_slots.release(user.user_id)
         raise

@@ -88,6 +88,24 @@ class ChatMessage(Base):
     interrupted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     # The vendor's stream gave no token counts: tokens_used is an estimate.
     tokens_estimated: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # On replies: what the exchange cost (the user row keeps only its tokens_used).
+    model: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 6), nullable=True)
+
+
+class BudgetUsage(Base):
+    """A user's spend in a month (UTC) and what in-flight chats have reserved of it."""
+
+    __tablename__ = "llm_budget_usage"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    used_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    used_cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), nullable=False, default=0)
+    reserved_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    reserved_cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), nullable=False, default=0)
 
 
 # Paging reads newest first; id breaks ties between rows written in the same instant.
@@ -98,3 +116,5 @@ Index(
     ChatMessage.created_at.desc(),
     ChatMessage.id.desc(),
 )
+Index("ix_llm_chat_history_user_created", ChatMessage.user_id, ChatMessage.created_at)
+Index("ix_llm_chat_history_created", ChatMessage.created_at)

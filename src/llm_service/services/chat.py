@@ -11,8 +11,12 @@ nothing. The vendor gets the message as typed; what is stored and returned is sa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+import anyio
+
+from llm_service.db.models import utcnow
 from llm_service.errors import ServiceError
 from llm_service.providers.base import (
     ChatRequest,
@@ -24,8 +28,9 @@ from llm_service.providers.base import (
 from llm_service.runtime import Runtime
 from llm_service.schemas import ChatIn
 from llm_service.security.crypto import KeyUnreadable
+from llm_service.security.jwt import Principal
 from llm_service.security.sanitize import sanitize
-from llm_service.services import configs, history
+from llm_service.services import budgets, configs, history
 from llm_service.services.history import NewMessage
 
 
@@ -105,6 +110,44 @@ class PreparedChat:
     configured_model: str
 
 
+class Spend:
+    """A chat's cost: the budget reservation before the call (when the user's role has a
+    budget), the settlement after it, and the cost recorded on the reply."""
+
+    def __init__(self, runtime: Runtime, user: Principal, provider: str) -> None:
+        self._runtime = runtime
+        self._user = user
+        self._provider = provider
+        self._budget = budgets.budget_for(runtime.settings, user.role)
+        self._reservation: budgets.Reservation | None = None
+        self.warning: str | None = None
+
+    def cost(self, model: str, input_tokens: int, output_tokens: int) -> Decimal | None:
+        return self._runtime.pricing.cost(self._provider, model, input_tokens, output_tokens)
+
+    async def reserve(self, request: ChatRequest) -> None:
+        """Reserve the worst case, or raise 429 `budget_exceeded`."""
+        if not self._budget.limited:
+            return
+        input_tokens = budgets.estimate_tokens("".join(t.content for t in request.messages))
+        worst = self.cost(request.model, input_tokens, request.max_tokens) or Decimal(0)
+        async with self._runtime.autocommit.connect() as conn:
+            self._reservation, _ = await budgets.reserve(
+                conn, self._budget, self._user.user_id, input_tokens + request.max_tokens,
+                worst, utcnow(),
+            )
+
+    async def settle(self, tokens: int, cost: Decimal | None) -> None:
+        """Count what was used (nothing, to release after a failure)."""
+        if self._reservation is None:
+            return
+        with anyio.CancelScope(shield=True):
+            async with self._runtime.autocommit.connect() as conn:
+                figures = await budgets.settle(conn, self._reservation, tokens, cost or Decimal(0))
+        self._reservation = None
+        self.warning = budgets.warning(self._budget, figures, utcnow())
+
+
 async def prepare(
     runtime: Runtime, *, user_id: int, provider: str, body: ChatIn
 ) -> PreparedChat:
@@ -136,33 +179,52 @@ async def prepare(
     return PreparedChat(adapter, request, api_key, config.model)
 
 
-async def chat(runtime: Runtime, *, user_id: int, provider: str, body: ChatIn) -> dict[str, Any]:
-    prepared = await prepare(runtime, user_id=user_id, provider=provider, body=body)
+async def chat(
+    runtime: Runtime, *, user: Principal, provider: str, body: ChatIn
+) -> dict[str, Any]:
+    prepared = await prepare(runtime, user_id=user.user_id, provider=provider, body=body)
+    spend = Spend(runtime, user, provider)
+    await spend.reserve(prepared.request)
     try:
         completion = await runtime.providers.complete(
             provider, prepared.request, prepared.api_key
         )
     except ProviderError as exc:
+        await spend.settle(0, None)
         raise provider_failure(
             exc, prepared.adapter.display_name, runtime.settings.upstream_timeout_s
         ) from None
+    except BaseException:
+        await spend.settle(0, None)
+        raise
 
+    model = completion.model or prepared.configured_model
+    cost = spend.cost(model, completion.input_tokens, completion.output_tokens)
     reply = sanitize(completion.text)
-    async with runtime.autocommit.connect() as conn:
-        _, reply_id = await history.store_messages(
-            conn,
-            user_id,
-            provider,
-            [
-                NewMessage("user", sanitize(body.message), completion.input_tokens),
-                NewMessage("assistant", reply, completion.output_tokens),
-            ],
-        )
-    return {
+    try:
+        async with runtime.autocommit.connect() as conn:
+            _, reply_id = await history.store_messages(
+                conn,
+                user.user_id,
+                provider,
+                [
+                    NewMessage("user", sanitize(body.message), completion.input_tokens),
+                    NewMessage("assistant", reply, completion.output_tokens, model=model,
+                               input_tokens=completion.input_tokens,
+                               output_tokens=completion.output_tokens, cost_usd=cost),
+                ],
+            )
+    finally:
+        await spend.settle(completion.input_tokens + completion.output_tokens, cost)
+    answer: dict[str, Any] = {
         "response": reply,
         "tokensUsed": completion.input_tokens + completion.output_tokens,
-        "model": completion.model or prepared.configured_model,
+        "model": model,
         "inputTokens": completion.input_tokens,
         "outputTokens": completion.output_tokens,
         "id": reply_id,
+        "costUsd": float(cost) if cost is not None else None,
     }
+    if spend.warning:
+        answer["warning"] = spend.warning
+    return answer

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,9 +29,11 @@ from llm_service.jsonutil import dumps
 from llm_service.providers.base import FailureKind, ProviderError, StreamDelta, StreamEvent
 from llm_service.runtime import Runtime
 from llm_service.schemas import ChatIn
+from llm_service.security.jwt import Principal
 from llm_service.security.sanitize import StreamSanitizer, sanitize
 from llm_service.services import history
-from llm_service.services.chat import PreparedChat, prepare, provider_failure
+from llm_service.services.budgets import estimate_tokens
+from llm_service.services.chat import PreparedChat, Spend, prepare, provider_failure
 from llm_service.services.history import NewMessage
 
 log = logging.getLogger("llm_service.chat_stream")
@@ -44,11 +45,6 @@ CLOSE_VENDOR_WITHIN_S = 1.0
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters per token, the usual rule of thumb for English text."""
-    return math.ceil(len(text) / 4)
 
 
 @dataclass(slots=True)
@@ -65,18 +61,24 @@ class _Usage:
 
 
 async def open_chat_stream(
-    runtime: Runtime, *, user_id: int, provider: str, body: ChatIn
+    runtime: Runtime, *, user: Principal, provider: str, body: ChatIn
 ) -> ChatStream:
-    prepared = await prepare(runtime, user_id=user_id, provider=provider, body=body)
+    prepared = await prepare(runtime, user_id=user.user_id, provider=provider, body=body)
+    spend = Spend(runtime, user, provider)
+    await spend.reserve(prepared.request)
     try:
         first, events = await runtime.providers.open_stream(
             provider, prepared.request, prepared.api_key
         )
     except ProviderError as exc:
+        await spend.settle(0, None)
         raise provider_failure(
             exc, prepared.adapter.display_name, runtime.settings.upstream_timeout_s
         ) from None
-    return ChatStream(runtime, user_id, provider, body, prepared, first, events)
+    except BaseException:
+        await spend.settle(0, None)
+        raise
+    return ChatStream(runtime, user.user_id, provider, body, prepared, spend, first, events)
 
 
 class ChatStream:
@@ -87,6 +89,7 @@ class ChatStream:
         provider: str,
         body: ChatIn,
         prepared: PreparedChat,
+        spend: Spend,
         first: StreamEvent | None,
         events: AsyncIterator[StreamEvent],
     ) -> None:
@@ -95,6 +98,7 @@ class ChatStream:
         self._provider = provider
         self._body = body
         self._prepared = prepared
+        self._spend = spend
         self._first = first
         self._events = events
         self._usage = _Usage()
@@ -186,27 +190,37 @@ class ChatStream:
         if output_tokens is None:
             output_tokens = estimate_tokens(self._text.raw)
         reply = sanitize(self._text.raw)
+        model = usage.model or self._prepared.configured_model
+        cost = self._spend.cost(model, input_tokens, output_tokens)
         with anyio.CancelScope(shield=True):
-            async with self._runtime.autocommit.connect() as conn:
-                _, reply_id = await history.store_messages(
-                    conn, self._user_id, self._provider,
-                    [
-                        NewMessage("user", sanitize(self._body.message), input_tokens,
-                                   tokens_estimated=estimated),
-                        NewMessage("assistant", reply, output_tokens, interrupted=interrupted,
-                                   tokens_estimated=estimated),
-                    ],
-                )
+            try:
+                async with self._runtime.autocommit.connect() as conn:
+                    _, reply_id = await history.store_messages(
+                        conn, self._user_id, self._provider,
+                        [
+                            NewMessage("user", sanitize(self._body.message), input_tokens,
+                                       tokens_estimated=estimated),
+                            NewMessage("assistant", reply, output_tokens,
+                                       interrupted=interrupted, tokens_estimated=estimated,
+                                       model=model, input_tokens=input_tokens,
+                                       output_tokens=output_tokens, cost_usd=cost),
+                        ],
+                    )
+            finally:
+                await self._spend.settle(input_tokens + output_tokens, cost)
         done: dict[str, Any] = {
             "response": reply,
             "tokensUsed": input_tokens + output_tokens,
             "inputTokens": input_tokens,
             "outputTokens": output_tokens,
-            "model": usage.model or self._prepared.configured_model,
+            "model": model,
             "id": reply_id,
+            "costUsd": float(cost) if cost is not None else None,
         }
         if estimated:
             done["tokensEstimated"] = True
+        if self._spend.warning:
+            done["warning"] = self._spend.warning
         return done
 
     @staticmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Row, bindparam, delete, func, insert, select
@@ -23,6 +24,11 @@ class NewMessage:
     tokens_used: int
     interrupted: bool = False
     tokens_estimated: bool = False
+    # Replies only: what the exchange used and cost.
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: Decimal | None = None
 
 
 def _of(user_id: int, provider: str) -> tuple[Any, ...]:
@@ -93,7 +99,9 @@ async def store_messages(
         [
             {"user_id": user_id, "provider": provider, "role": m.role, "content": m.content,
              "tokens_used": m.tokens_used, "interrupted": m.interrupted,
-             "tokens_estimated": m.tokens_estimated, "created_at": now}
+             "tokens_estimated": m.tokens_estimated, "model": m.model,
+             "input_tokens": m.input_tokens, "output_tokens": m.output_tokens,
+             "cost_usd": m.cost_usd, "created_at": now}
             for m in messages
         ],
     )
