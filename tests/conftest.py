@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from fastapi import FastAPI
 from sqlalchemy import delete
 
 from llm_service.app import create_app
-from llm_service.db.models import ChatMessage, LLMConfig
+from llm_service.db.models import BudgetUsage, ChatMessage, LLMConfig
 from llm_service.runtime import Runtime
 from llm_service.security.crypto import generate_key_hex
 from llm_service.security.jwt import issue_token
@@ -163,6 +164,7 @@ async def api(
     async with runtime.sessions() as session, session.begin():
         await session.execute(delete(ChatMessage))
         await session.execute(delete(LLMConfig))
+        await session.execute(delete(BudgetUsage))
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
         yield Api(
@@ -171,6 +173,31 @@ async def api(
             settings=settings,
             backend="postgres" if database_url.startswith("postgresql") else "sqlite",
         )
+
+
+AppFactory = Callable[..., AbstractAsyncContextManager[Api]]
+
+
+@pytest.fixture
+def make_api(
+    api: Api, database_url: str, tmp_path: Path, fake_vendor: FakeVendor
+) -> AppFactory:
+    """`async with make_api(RATE_LIMIT_CHAT="2/minute") as api:` an app of its own, on the
+    backend's database (emptied, and the fake vendor reset, by the `api` fixture)."""
+
+    @asynccontextmanager
+    async def build(**overrides: Any) -> AsyncIterator[Api]:
+        settings = make_settings(
+            tmp_path, database_url, LLM_UPSTREAM_TIMEOUT_S=TEST_UPSTREAM_TIMEOUT_S,
+            **{**vendor_settings(fake_vendor), **overrides},
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app), httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://test"
+        ) as client:
+            yield Api(app=app, client=client, settings=settings, backend="")
+
+    return build
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from llm_service import __version__
-from llm_service.api import chat, configs, health, history
+from llm_service.api import chat, configs, health, history, usage
 from llm_service.api.deps import add_body_schemas
 from llm_service.db import migrate
 from llm_service.db.session import create_engine, create_session_factory
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=JSONResponse,
     )
     install_error_handlers(app)
-    for router in (health.router, configs.router, history.router, chat.router):
+    for router in (health.router, configs.router, history.router, chat.router, usage.router):
         app.include_router(router)
     if settings.cors_origins:
         app.add_middleware(

@@ -1,53 +1,18 @@
-"""Apps built per test with their own limits (the shared app in tests/conftest.py has none)."""
+"""Redis for the rate-limit tests (apps with their own limits come from `make_api`)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
-from typing import Any
 
 import coredis
-import httpx2
 import pytest
 
-from llm_service.app import create_app
-from tests.conftest import (
-    TEST_UPSTREAM_TIMEOUT_S,
-    Api,
-    make_settings,
-    require_server,
-    vendor_settings,
-)
-from tests.fakes.vendor import FakeVendor
+from tests.conftest import AppFactory, require_server
+
+__all__ = ["AppFactory"]
+
 
 REDIS_TEST_URL = os.environ.get("LLM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-AppFactory = Callable[..., AbstractAsyncContextManager[Api]]
-
-
-@pytest.fixture
-def make_api(
-    api: Api, database_url: str, tmp_path: Path, fake_vendor: FakeVendor
-) -> AppFactory:
-    """`async with make_api(RATE_LIMIT_CHAT="2/minute") as api:` an app of its own, on the
-    backend's database (emptied, and the fake vendor reset, by the `api` fixture)."""
-
-    @asynccontextmanager
-    async def build(**overrides: Any) -> AsyncIterator[Api]:
-        settings = make_settings(
-            tmp_path, database_url, LLM_UPSTREAM_TIMEOUT_S=TEST_UPSTREAM_TIMEOUT_S,
-            **{**vendor_settings(fake_vendor), **overrides},
-        )
-        app = create_app(settings)
-        async with app.router.lifespan_context(app), httpx2.AsyncClient(
-            transport=httpx2.ASGITransport(app=app), base_url="http://test"
-        ) as client:
-            yield Api(app=app, client=client, settings=settings, backend="")
-
-    return build
-
 
 @pytest.fixture
 async def redis_url() -> str:

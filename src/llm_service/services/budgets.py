@@ -128,8 +128,13 @@ def budget_exceeded(
 ) -> ServiceError:
     _, _, end = month_bounds(now)
     resets = end.strftime("%Y-%m-%d")
-    if budget.tokens is not None and \
-            figures.used_tokens + figures.reserved_tokens + tokens > budget.tokens:
+    # Other chats may have settled since the refused reservation: name the token limit unless
+    # only the cost limit can have been the one.
+    over_tokens = budget.tokens is not None and (
+        budget.cost_usd is None
+        or figures.used_tokens + figures.reserved_tokens + tokens > budget.tokens
+    )
+    if over_tokens:
         which = f"monthly token limit of {budget.tokens:,} tokens"
     else:
         which = f"monthly cost limit of ${budget.cost_usd:.2f}"

@@ -1,0 +1,120 @@
+"""Usage figures for the settings page, budgets, and platform-wide figures for admins."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from llm_service.api.deps import CurrentUser, RuntimeDep
+from llm_service.api.responses import error_responses
+from llm_service.db.models import utcnow
+from llm_service.errors import ServiceError
+from llm_service.jsonutil import JSONResponse
+from llm_service.security.jwt import Principal
+from llm_service.services import budgets, usage
+
+router = APIRouter(prefix="/llm", tags=["usage"])
+
+MAX_DAYS = 366
+
+
+def _period(start: date | None, end: date | None) -> tuple[date, date]:
+    today = utcnow().date()
+    start = start or today.replace(day=1)
+    end = end or today
+    if start > end:
+        raise ServiceError(422, "validation_error", "Check the request: from is after to.",
+                           details=[{"field": "from", "reason": "must not be after to"}])
+    if (end - start).days >= MAX_DAYS:
+        raise ServiceError(422, "validation_error",
+                           f"Check the request: ask for at most {MAX_DAYS} days at a time.",
+                           details=[{"field": "to", "reason": f"at most {MAX_DAYS} days"}])
+    return start, end
+
+
+From = Annotated[date | None, Query(alias="from", description="First UTC day (YYYY-MM-DD); "
+                                    "default the first of this month.")]
+To = Annotated[date | None, Query(alias="to", description="Last UTC day, included; default "
+                                  "today.")]
+
+
+async def admin_user(user: CurrentUser) -> Principal:
+    if not user.is_admin:
+        raise ServiceError(403, "forbidden", "Only administrators can see platform-wide usage.")
+    return user
+
+
+@router.get(
+    "/usage",
+    summary="The user's requests, tokens and estimated cost, grouped and in total",
+    response_model=None,
+    responses=error_responses(401, 403, 422, 503),
+)
+async def my_usage(
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    start: From = None,
+    end: To = None,
+    group_by: Annotated[usage.GroupBy, Query(alias="groupBy")] = "day",
+) -> JSONResponse:
+    first, last = _period(start, end)
+    async with runtime.autocommit.connect() as conn:
+        groups = await usage.grouped(conn, group_by, first, last, user.user_id)
+        total = await usage.total(conn, first, last, user.user_id)
+    return JSONResponse({"from": first.isoformat(), "to": last.isoformat(), "groupBy": group_by,
+                         "groups": groups, "total": total})
+
+
+@router.get(
+    "/usage/limits",
+    summary="The user's monthly limits and what is used of them",
+    response_model=None,
+    responses=error_responses(401, 403, 503),
+)
+async def my_limits(user: CurrentUser, runtime: RuntimeDep) -> JSONResponse:
+    now = utcnow()
+    budget = budgets.budget_for(runtime.settings, user.role)
+    month, _, resets = budgets.month_bounds(now)
+    async with runtime.autocommit.connect() as conn:
+        figures = await budgets.standing(conn, user.user_id, now)
+    body: dict[str, Any] = {
+        "month": month,
+        "resetsAt": resets,
+        "tokens": {"limit": budget.tokens, "used": figures.used_tokens,
+                   "reserved": figures.reserved_tokens},
+        "costUsd": {"limit": float(budget.cost_usd) if budget.cost_usd is not None else None,
+                    "used": float(figures.used_cost_usd),
+                    "reserved": float(figures.reserved_cost_usd)},
+        "warning": budgets.warning(budget, figures, now),
+    }
+    return JSONResponse(body)
+
+
+@router.get(
+    "/admin/usage",
+    summary="Platform-wide usage by provider, model and day, and the top users by cost (ADMIN)",
+    response_model=None,
+    responses=error_responses(401, 403, 422, 503),
+)
+async def admin_usage(
+    user: Annotated[Principal, Depends(admin_user)],
+    runtime: RuntimeDep,
+    start: From = None,
+    end: To = None,
+) -> JSONResponse:
+    first, last = _period(start, end)
+    async with runtime.autocommit.connect() as conn:
+        body = {
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "byProvider": await usage.grouped(conn, "provider", first, last),
+            "byModel": await usage.grouped(conn, "model", first, last),
+            "byDay": await usage.grouped(conn, "day", first, last),
+            "topUsers": await usage.top_users(conn, first, last),
+            "total": await usage.total(conn, first, last),
+        }
+    return JSONResponse(body)
+
+
