@@ -145,3 +145,28 @@ async def test_rotate_keys_refuses_a_row_swapped_to_another_user(
     await engine.dispose()
     rotated = run(tmp_path, "rotate-keys", DATABASE_URL=database, ENCRYPTION_KEYS_PREVIOUS=OLD)
     assert rotated.returncode == 1
+
+
+async def test_prune_history_deletes_only_old_messages(tmp_path: Path, database: str) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    from llm_service.db.models import utcnow
+    from llm_service.services import history
+    from llm_service.services.history import NewMessage
+
+    assert run(tmp_path, "migrate", DATABASE_URL=database).returncode == 0
+    engine = create_engine(make_settings(tmp_path, database))
+    async with engine.begin() as conn:
+        await history.store_messages(conn, 1, "openai", [NewMessage("user", "old", 1)])
+        await conn.execute(text("UPDATE llm_chat_history SET created_at = :t"),
+                           {"t": utcnow() - timedelta(days=31)})
+        await history.store_messages(conn, 1, "openai", [NewMessage("user", "new", 1)])
+    pruned = run(tmp_path, "prune-history", "--days", "30", DATABASE_URL=database)
+    async with engine.connect() as conn:
+        left = (await conn.execute(text("SELECT content FROM llm_chat_history"))).scalars().all()
+    await engine.dispose()
+    assert pruned.returncode == 0, pruned.stderr
+    assert "deleted 1 message(s) older than 30 day(s)" in pruned.stdout
+    assert list(left) == ["new"]

@@ -13,11 +13,13 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from llm_service import __version__
 from llm_service.api import chat, configs, health, history, usage
+from llm_service.api import metrics as metrics_api
 from llm_service.api.deps import add_body_schemas
 from llm_service.db import migrate
 from llm_service.db.session import create_engine, create_session_factory
 from llm_service.errors import install_error_handlers
 from llm_service.jsonutil import JSONResponse
+from llm_service.metrics import Metrics, NullMetrics
 from llm_service.middleware import RequestContextMiddleware
 from llm_service.pricing import PricingTable
 from llm_service.providers.registry import ProviderRegistry, make_http_client
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 providers=ProviderRegistry(settings, http),
                 limiter=RateLimiter(settings),
                 pricing=PricingTable.load(settings.pricing_file),
+                metrics=Metrics() if settings.metrics_enabled else NullMetrics(),
                 chat_slots=ConcurrencyCap(settings.max_concurrent_chats_per_user),
             )
             yield
@@ -77,7 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=JSONResponse,
     )
     install_error_handlers(app)
-    for router in (health.router, configs.router, history.router, chat.router, usage.router):
+    for router in (health.router, configs.router, history.router, chat.router, usage.router,
+                   metrics_api.router):
         app.include_router(router)
     if settings.cors_origins:
         app.add_middleware(

@@ -1,4 +1,4 @@
-"""`llm-service`: serve, migrate, token, gen-key, rotate-keys."""
+"""`llm-service`: serve, migrate, token, gen-key, rotate-keys, prune-history."""
 
 from __future__ import annotations
 
@@ -89,6 +89,20 @@ async def _rotate_keys(settings: Settings) -> int:
     return 0
 
 
+async def _prune_history(settings: Settings, days: int) -> int:
+    from llm_service.db.session import create_engine
+    from llm_service.services.history import prune
+
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            deleted = await prune(conn, days)
+    finally:
+        await engine.dispose()
+    print(f"deleted {deleted} message(s) older than {days} day(s)")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "rotate-keys", help="re-encrypt every stored key under the current ENCRYPTION_KEY"
     )
+    prune = commands.add_parser(
+        "prune-history", help="delete chat history older than --days (usage figures go too)"
+    )
+    prune.add_argument("--days", type=int, required=True, help="keep this many days (1 or more)")
     return parser
 
 
@@ -126,6 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "rotate-keys":
         return asyncio.run(_rotate_keys(settings))
+    if args.command == "prune-history":
+        if args.days < 1:
+            print("llm-service: --days must be 1 or more", file=sys.stderr)
+            return 2
+        return asyncio.run(_prune_history(settings, args.days))
     if args.command == "token":
         from llm_service.security.jwt import issue_token
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 
 from starlette.datastructures import MutableHeaders
@@ -47,11 +48,13 @@ class RequestContextMiddleware:
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = False
+        began = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                self._count(scope, message["status"], time.perf_counter() - began)
                 headers = MutableHeaders(scope=message)
                 if "x-request-id" not in headers:
                     headers.append("X-Request-ID", request_id)
@@ -69,6 +72,13 @@ class RequestContextMiddleware:
                 raise
             error = self._error_for(exc, scope, request_id)
             await error_response(error, request_id)(scope, receive, send)
+
+    @staticmethod
+    def _count(scope: Scope, status: int, seconds: float) -> None:
+        runtime = getattr(scope["app"].state, "runtime", None)
+        if runtime is not None and runtime.metrics.enabled:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            runtime.metrics.request(route, scope["method"], status, seconds)
 
     @staticmethod
     def _error_for(exc: Exception, scope: Scope, request_id: str) -> ServiceError:

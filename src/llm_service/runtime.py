@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from llm_service.metrics import NullMetrics
 from llm_service.pricing import PricingTable
 from llm_service.providers.registry import ProviderRegistry
 from llm_service.security.crypto import Keyring
@@ -27,4 +28,5 @@ class Runtime:
     providers: ProviderRegistry
     limiter: RateLimiter
     pricing: PricingTable
+    metrics: NullMetrics
     chat_slots: ConcurrencyCap

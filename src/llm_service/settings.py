@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     max_history_items: int = Field(100, alias="LLM_MAX_HISTORY_ITEMS", ge=0)
 
     pricing_file: Path | None = Field(None, alias="LLM_PRICING_FILE")
+    metrics_enabled: bool = Field(False, alias="LLM_METRICS_ENABLED")
+    metrics_token: str | None = Field(None, alias="LLM_METRICS_TOKEN")
     # Monthly budgets by role (0 = none): tokens and estimated USD.
     budget_tokens_client: int = Field(0, alias="LLM_BUDGET_TOKENS_CLIENT", ge=0)
     budget_tokens_staff: int = Field(0, alias="LLM_BUDGET_TOKENS_STAFF", ge=0)

@@ -9,13 +9,23 @@ from fastapi.responses import StreamingResponse
 
 from llm_service.api.deps import ChatUser, Provider, RuntimeDep, body_openapi, json_body
 from llm_service.api.responses import error_responses
-from llm_service.errors import request_id_of
+from llm_service.errors import ServiceError, request_id_of
 from llm_service.jsonutil import JSONResponse
+from llm_service.runtime import Runtime
 from llm_service.schemas import ChatIn, ChatOut
 from llm_service.services import chat as chat_service
 from llm_service.services.chat_stream import open_chat_stream
 
 router = APIRouter(prefix="/llm", tags=["chat"])
+
+
+def take_chat_slot(runtime: Runtime, user_id: int) -> None:
+    """A slot of the user's concurrency cap, or 429; the caller releases it."""
+    try:
+        runtime.chat_slots.acquire(user_id)
+    except ServiceError:
+        runtime.metrics.rejected("concurrency")
+        raise
 
 
 @router.post(
@@ -40,8 +50,11 @@ async def chat(
     body: Annotated[ChatIn, Depends(json_body(ChatIn))],
     runtime: RuntimeDep,
 ) -> JSONResponse:
-    async with runtime.chat_slots.slot(user.user_id):
+    take_chat_slot(runtime, user.user_id)
+    try:
         answer = await chat_service.chat(runtime, user=user, provider=provider, body=body)
+    finally:
+        runtime.chat_slots.release(user.user_id)
     return JSONResponse(answer)
 
 
@@ -90,7 +103,7 @@ async def chat_stream(
     runtime: RuntimeDep,
 ) -> StreamingResponse:
     # The concurrency slot is held from here until the stream ends, however it ends.
-    runtime.chat_slots.acquire(user.user_id)
+    take_chat_slot(runtime, user.user_id)
     try:
         stream = await open_chat_stream(runtime, user=user, provider=provider, body=body)
     except BaseException:

@@ -56,6 +56,7 @@ async def _count_request(
     # RequestContextMiddleware puts the X-RateLimit-* headers on whatever answer follows.
     request.scope.setdefault("state", {})["rate_limit"] = state
     if not state.allowed:
+        runtime.metrics.rejected("rate_limited")
         raise rate_limited(state, "chat messages" if chat else "requests")
     return user
 

@@ -14,8 +14,6 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
@@ -126,11 +124,3 @@ class ConcurrencyCap:
         self._in_flight[user_id] -= 1
         if self._in_flight[user_id] <= 0:
             del self._in_flight[user_id]
-
-    @asynccontextmanager
-    async def slot(self, user_id: int) -> AsyncIterator[None]:
-        self.acquire(user_id)
-        try:
-            yield
-        finally:
-            self.release(user_id)

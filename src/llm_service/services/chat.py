@@ -10,6 +10,7 @@ nothing. The vendor gets the message as typed; what is stored and returned is sa
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -131,11 +132,15 @@ class Spend:
             return
         input_tokens = budgets.estimate_tokens("".join(t.content for t in request.messages))
         worst = self.cost(request.model, input_tokens, request.max_tokens) or Decimal(0)
-        async with self._runtime.autocommit.connect() as conn:
-            self._reservation, _ = await budgets.reserve(
-                conn, self._budget, self._user.user_id, input_tokens + request.max_tokens,
-                worst, utcnow(),
-            )
+        try:
+            async with self._runtime.autocommit.connect() as conn:
+                self._reservation, _ = await budgets.reserve(
+                    conn, self._budget, self._user.user_id, input_tokens + request.max_tokens,
+                    worst, utcnow(),
+                )
+        except ServiceError:
+            self._runtime.metrics.rejected("budget_exceeded")
+            raise
 
     async def settle(self, tokens: int, cost: Decimal | None) -> None:
         """Count what was used (nothing, to release after a failure)."""
@@ -185,11 +190,14 @@ async def chat(
     prepared = await prepare(runtime, user_id=user.user_id, provider=provider, body=body)
     spend = Spend(runtime, user, provider)
     await spend.reserve(prepared.request)
+    began = time.perf_counter()
     try:
         completion = await runtime.providers.complete(
             provider, prepared.request, prepared.api_key
         )
     except ProviderError as exc:
+        runtime.metrics.vendor_call(provider, time.perf_counter() - began)
+        runtime.metrics.vendor_error(provider, exc.kind)
         await spend.settle(0, None)
         raise provider_failure(
             exc, prepared.adapter.display_name, runtime.settings.upstream_timeout_s
@@ -198,8 +206,11 @@ async def chat(
         await spend.settle(0, None)
         raise
 
+    runtime.metrics.vendor_call(provider, time.perf_counter() - began)
     model = completion.model or prepared.configured_model
     cost = spend.cost(model, completion.input_tokens, completion.output_tokens)
+    runtime.metrics.usage(provider, model, completion.input_tokens, completion.output_tokens,
+                          cost)
     reply = sanitize(completion.text)
     try:
         async with runtime.autocommit.connect() as conn:

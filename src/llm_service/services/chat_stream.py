@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,11 +67,14 @@ async def open_chat_stream(
     prepared = await prepare(runtime, user_id=user.user_id, provider=provider, body=body)
     spend = Spend(runtime, user, provider)
     await spend.reserve(prepared.request)
+    began = time.perf_counter()
     try:
         first, events = await runtime.providers.open_stream(
             provider, prepared.request, prepared.api_key
         )
     except ProviderError as exc:
+        runtime.metrics.vendor_call(provider, time.perf_counter() - began)
+        runtime.metrics.vendor_error(provider, exc.kind)
         await spend.settle(0, None)
         raise provider_failure(
             exc, prepared.adapter.display_name, runtime.settings.upstream_timeout_s
@@ -78,6 +82,7 @@ async def open_chat_stream(
     except BaseException:
         await spend.settle(0, None)
         raise
+    runtime.metrics.vendor_call(provider, time.perf_counter() - began)
     return ChatStream(runtime, user.user_id, provider, body, prepared, spend, first, events)
 
 
@@ -115,6 +120,7 @@ class ChatStream:
                     elif delta := self._text.feed(piece):
                         yield sse("delta", {"text": delta})
             except ProviderError as exc:
+                self._runtime.metrics.vendor_error(self._provider, exc.kind)
                 error = provider_failure(exc, self._prepared.adapter.display_name,
                                          self._runtime.settings.upstream_timeout_s)
                 await self._store(interrupted=True)
@@ -192,6 +198,7 @@ class ChatStream:
         reply = sanitize(self._text.raw)
         model = usage.model or self._prepared.configured_model
         cost = self._spend.cost(model, input_tokens, output_tokens)
+        self._runtime.metrics.usage(self._provider, model, input_tokens, output_tokens, cost)
         with anyio.CancelScope(shield=True):
             try:
                 async with self._runtime.autocommit.connect() as conn:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -122,3 +123,10 @@ def history_item(row: ChatMessage) -> dict[str, Any]:
     if row.tokens_estimated:
         item["tokensEstimated"] = True
     return item
+
+
+async def prune(conn: AsyncConnection, older_than_days: int) -> int:
+    """Delete every message older than that many days; returns how many went."""
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    result = await conn.execute(delete(ChatMessage).where(ChatMessage.created_at < cutoff))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
