@@ -114,12 +114,15 @@ _RESERVE = (
 
 
 async def standing(conn: AsyncConnection, user_id: int, now: datetime) -> Standing:
-    month = await _ensure_month(conn, user_id, now)
-    row = (await conn.execute(
-        select(BudgetUsage.used_tokens, BudgetUsage.reserved_tokens, BudgetUsage.used_cost_usd,
-               BudgetUsage.reserved_cost_usd)
-        .where(BudgetUsage.user_id == user_id, BudgetUsage.month == month)
-    )).one()
+    month, _, _ = month_bounds(now)
+    query = select(
+        BudgetUsage.used_tokens, BudgetUsage.reserved_tokens, BudgetUsage.used_cost_usd,
+        BudgetUsage.reserved_cost_usd,
+    ).where(BudgetUsage.user_id == user_id, BudgetUsage.month == month)
+    row = (await conn.execute(query)).first()
+    if row is None:  # the month's first look: start it from the stored history
+        await _ensure_month(conn, user_id, now)
+        row = (await conn.execute(query)).one()
     return Standing(*row)
 
 
@@ -150,14 +153,17 @@ async def reserve(
     conn: AsyncConnection, budget: Budget, user_id: int, tokens: int, cost_usd: Decimal,
     now: datetime,
 ) -> tuple[Reservation, Standing]:
-    """Reserve the worst case, or raise 429 `budget_exceeded`."""
-    month = await _ensure_month(conn, user_id, now)
-    row = (await conn.execute(_RESERVE, {
-        "u": user_id, "m": month, "t": tokens, "c": cost_usd,
-        "tl": budget.tokens, "cl": budget.cost_usd,
-    })).first()
+    """Reserve the worst case, or raise 429 `budget_exceeded`. One round trip once the month's
+    row exists."""
+    month, _, _ = month_bounds(now)
+    values = {"u": user_id, "m": month, "t": tokens, "c": cost_usd, "tl": budget.tokens,
+              "cl": budget.cost_usd}
+    row = (await conn.execute(_RESERVE, values)).first()
     if row is None:
-        raise budget_exceeded(budget, await standing(conn, user_id, now), tokens, now)
+        figures = await standing(conn, user_id, now)  # creates the month's row when missing
+        row = (await conn.execute(_RESERVE, values)).first()
+        if row is None:
+            raise budget_exceeded(budget, figures, tokens, now)
     return Reservation(user_id, month, tokens, cost_usd), Standing(*row)
 
 
