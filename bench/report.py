@@ -327,12 +327,15 @@ class Report:
 
     def error_notes(self) -> list[str]:
         notes = []
-        busy = [f"{row.label}@{row.connections} ({row.others_cores:.2f})" for row in self.rows
+        busy = [row for row in self.rows
                 if row.others_cores is not None and row.others_cores >= BUSY_OTHERS_CORES]
         if busy:
-            notes.append(f"processes outside the bench used {BUSY_OTHERS_CORES:g}+ cores during "
-                         f"{', '.join(busy)}: those rows are lower and noisier than on an idle "
-                         "machine")
+            cores = [row.others_cores or 0.0 for row in busy]
+            which = ("every row" if len(busy) == len(self.rows) else
+                     ", ".join(f"{row.label}@{row.connections}" for row in busy))
+            notes.append(f"processes outside the bench used {min(cores):.2f} to {max(cores):.2f} "
+                         f"cores during {which}: such rows are lower and noisier than on an "
+                         "idle machine")
         for row in self.rows:
             failed = {status: count for status, count in row.statuses.items()
                       if not 200 <= status < 400}
