@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 
 from llm_service import __version__
 from llm_service.api import chat, configs, health, history, usage
@@ -80,9 +81,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=JSONResponse,
     )
     install_error_handlers(app)
-    for router in (health.router, configs.router, history.router, chat.router, usage.router,
-                   metrics_api.router):
+    routers = (health.router, configs.router, history.router, chat.router, usage.router,
+               metrics_api.router)
+    for router in routers:
         app.include_router(router)
+    # For the Allow header of 405 answers.
+    app.state.route_methods = [
+        (route.path_regex, set(route.methods))
+        for router in routers for route in router.routes if isinstance(route, APIRoute)
+    ]
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

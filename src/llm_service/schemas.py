@@ -34,6 +34,11 @@ Temperature = Annotated[float, Field(strict=True, ge=0.0, le=2.0, allow_inf_nan=
 MaxTokens = Annotated[int, Field(strict=True, ge=1, le=32000)]
 
 
+def _optional_not_null(schema: dict[str, Any]) -> None:
+    """A field that may be left out but not sent as null: its schema shows no null default."""
+    schema.pop("default", None)
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=False, frozen=True)
 
@@ -55,10 +60,20 @@ class ConfigIn(_In):
         },
     )
 
-    api_key: ApiKey | None = Field(None, alias="apiKey")
-    model: ModelName | None = Field(None, alias="model")
-    temperature: Temperature | None = Field(None, alias="temperature", description="0.0-2.0")
-    max_tokens: MaxTokens | None = Field(None, alias="maxTokens", description="1-32000")
+    # Optional but never null: the types say so (the schema shows no null), the validator below
+    # gives the sentence.
+    api_key: ApiKey = Field(  # type: ignore[assignment]
+        None, alias="apiKey", json_schema_extra=_optional_not_null
+    )
+    model: ModelName = Field(  # type: ignore[assignment]
+        None, alias="model", json_schema_extra=_optional_not_null
+    )
+    temperature: Temperature = Field(  # type: ignore[assignment]
+        None, alias="temperature", description="0.0-2.0", json_schema_extra=_optional_not_null
+    )
+    max_tokens: MaxTokens = Field(  # type: ignore[assignment]
+        None, alias="maxTokens", description="1-32000", json_schema_extra=_optional_not_null
+    )
 
     @field_validator("api_key", "model", "temperature", "max_tokens", mode="before")
     @classmethod
@@ -67,6 +82,15 @@ class ConfigIn(_In):
         if value is None:
             raise ValueError("must not be null; leave the field out to keep the stored value")
         return value
+
+
+def _storable(value: str) -> str:
+    """Text must be valid Unicode (JSON can carry lone surrogates; no database stores them)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
 
 
 def _limit(info: ValidationInfo, name: str, default: int) -> int:
@@ -85,7 +109,7 @@ class ChatHistoryItem(_In):
         limit = _limit(info, "max_message_chars", 32_000)
         if len(value) > limit:
             raise ValueError(f"must be at most {limit} characters")
-        return value
+        return _storable(value)
 
 
 class ChatIn(_In):
@@ -109,7 +133,8 @@ class ChatIn(_In):
     )
 
     message: str = Field(
-        description="1 to LLM_MAX_MESSAGE_CHARS (32,000) characters after trimming; sent as typed."
+        description="1 to LLM_MAX_MESSAGE_CHARS (32,000) characters after trimming; sent as typed.",
+        json_schema_extra={"pattern": r"\S", "maxLength": 32_000},
     )
     history: list[ChatHistoryItem] | None = Field(
         None, description="At most LLM_MAX_HISTORY_ITEMS (100) items, oldest first."
@@ -124,7 +149,7 @@ class ChatIn(_In):
             raise ValueError("must not be empty")
         if trimmed > limit:
             raise ValueError(f"must be at most {limit} characters after trimming")
-        return value
+        return _storable(value)
 
     @field_validator("history")
     @classmethod

@@ -93,10 +93,12 @@ async def test_save_is_an_upsert_one_row_per_user_and_provider(api: Api) -> None
 
 async def test_key_is_required_on_creation(api: Api) -> None:
     response = await save(api, {"model": "gpt-4o"})
-    assert response.status_code == 422
+    assert response.status_code == 404
     body = response.json()
-    assert body["code"] == "validation_error"
-    assert body["details"][0]["field"] == "apiKey"
+    assert body["code"] == "not_configured"
+    assert body["error"] == (
+        "There is no openai configuration to update yet: send apiKey to create it."
+    )
     assert await stored_rows(api) == []
 
 

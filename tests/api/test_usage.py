@@ -99,8 +99,13 @@ async def test_day_groups_and_totals_are_exact_across_midnight_utc(api: Api) -> 
     assert [g["key"] for g in by_model["groups"]] == ["claude-haiku-4-5", "gpt-4o", "house"]
 
 
-@pytest.mark.parametrize("query", ["?from=2026-03-10&to=2026-03-09", "?groupBy=week",
-                                   "?from=yesterday", "?from=2025-01-01&to=2026-03-01"])
+async def test_from_after_to_is_an_empty_period(api: Api) -> None:
+    await insert_reply(api, 1, datetime(2026, 3, 9, 12, tzinfo=UTC), (1, 1), "0.1")
+    body = await usage(api, "?from=2026-03-10&to=2026-03-09")
+    assert body["groups"] == [] and body["total"]["requests"] == 0
+
+
+@pytest.mark.parametrize("query", ["?groupBy=week", "?from=yesterday", "?to=2026-13-01"])
 async def test_bad_periods_and_groupings_are_422(api: Api, query: str) -> None:
     response = await api.client.get(f"/llm/usage{query}", headers=api.auth(1))
     assert response.status_code == 422

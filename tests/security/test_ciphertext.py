@@ -62,7 +62,7 @@ async def test_moved_to_another_provider_of_the_same_user(
     await chat_fails_unreadable(api, fake_vendor, 1, "qwen")
 
 
-@pytest.mark.parametrize("position", [3, 12, 20, -1])
+@pytest.mark.parametrize("position", [3, 12, 20, -6])
 async def test_one_changed_character(api: Api, fake_vendor: FakeVendor, position: int) -> None:
     await save(api, 1, "claude", "sk-ant-claude-key-555")
     value = await stored(api, 1, "claude")

@@ -93,6 +93,7 @@ def steps_for(user: int) -> list[Step]:
             ("POST", "/llm/config/{provider}", p,
              {"json": {"apiKey": key_of(user, p), "userId": OWNER, "user_id": OWNER}}),
             ("POST", "/llm/config/{provider}", p, {"json": {"model": "own-model", "maxTokens": 5}}),
+            ("POST", "/llm/config/{provider}", p, {"json": {"temperature": 9, "userId": OWNER}}),
             ("POST", "/llm/chat/{provider}", p, {"json": {"message": "my own question"}}),
             ("POST", "/llm/chat/{provider}/stream", p, {"json": {"message": "my own stream"}}),
             ("GET", "/llm/history/{provider}", p, {}),

@@ -83,6 +83,17 @@ is stored with the partial reply, marked `"interrupted": true` in the history.
 """
 
 
+# One event of the stream, as OpenAPI describes `text/event-stream` bodies: each event's fields.
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["delta", "done", "error"]},
+        "data": {"type": "string", "description": "JSON: {text} for delta, the answer for done, "
+                 "the error body for error."},
+    },
+}
+
+
 @router.post(
     "/chat/{provider}/stream",
     summary="Send a message and receive the answer as Server-Sent Events",
@@ -90,7 +101,7 @@ is stored with the partial reply, marked `"interrupted": true` in the history.
     response_class=StreamingResponse,
     responses={
         200: {"description": "The answer as Server-Sent Events (`delta`, then `done` or "
-              "`error`).", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+              "`error`).", "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}}},
         **error_responses(400, 401, 403, 404, 413, 422, 429, 502, 503, 504),
     },
     openapi_extra=body_openapi(ChatIn),

@@ -30,7 +30,9 @@ async def get_history(
     provider: Provider,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200, description="1-200")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Messages to skip, from the newest")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=1_000_000_000, description="Messages to skip, from the newest")
+    ] = 0,
 ) -> JSONResponse:
     rows, total = await history.page(session, user.user_id, provider, limit=limit, offset=offset)
     return JSONResponse({"history": [history.history_item(row) for row in rows], "total": total})

@@ -17,27 +17,29 @@ from llm_service.services import budgets, usage
 
 router = APIRouter(prefix="/llm", tags=["usage"])
 
-MAX_DAYS = 366
-
-
-def _period(start: date | None, end: date | None) -> tuple[date, date]:
-    today = utcnow().date()
-    start = start or today.replace(day=1)
-    end = end or today
-    if start > end:
-        raise ServiceError(422, "validation_error", "Check the request: from is after to.",
-                           details=[{"field": "from", "reason": "must not be after to"}])
-    if (end - start).days >= MAX_DAYS:
+def _day(value: str | None, field: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
         raise ServiceError(422, "validation_error",
-                           f"Check the request: ask for at most {MAX_DAYS} days at a time.",
-                           details=[{"field": "to", "reason": f"at most {MAX_DAYS} days"}])
-    return start, end
+                           f"Check the request: {field} must be a date like 2026-11-01.",
+                           details=[{"field": field, "reason": "not a date (YYYY-MM-DD)"}]
+                           ) from None
 
 
-From = Annotated[date | None, Query(alias="from", description="First UTC day (YYYY-MM-DD); "
-                                    "default the first of this month.")]
-To = Annotated[date | None, Query(alias="to", description="Last UTC day, included; default "
-                                  "today.")]
+def _period(start: str | None, end: str | None) -> tuple[date, date]:
+    """The UTC days asked for; `from` after `to` is an empty period (all figures zero)."""
+    today = utcnow().date()
+    return _day(start, "from") or today.replace(day=1), _day(end, "to") or today
+
+
+_DATE = {"format": "date"}
+From = Annotated[str | None, Query(alias="from", json_schema_extra=_DATE, description="First "
+                                   "UTC day (YYYY-MM-DD); default the first of this month.")]
+To = Annotated[str | None, Query(alias="to", json_schema_extra=_DATE, description="Last UTC "
+                                 "day, included (YYYY-MM-DD); default today.")]
 
 
 async def admin_user(user: CurrentUser) -> Principal:

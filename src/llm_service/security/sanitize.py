@@ -5,7 +5,7 @@ their kind (with their content), event-handler attributes, and URLs with a schem
 https or mailto. Markdown links and images with such a scheme get `#` as their target. Text is
 otherwise left exactly as it was:
 
-- text without `<` and without a scheme-like `:` is returned untouched (most messages);
+- text without `<`, `:` or `&` is returned untouched (most messages);
 - markdown code (fenced blocks and inline spans) is never touched: a markdown renderer shows it as
   text, so `a < b` and `` `<div>` `` stay as written;
 - nh3 escapes `<`, `>`, `&` and `"` in the text it keeps; exactly that escaping is undone, in one

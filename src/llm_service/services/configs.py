@@ -51,13 +51,12 @@ def config_values(
     return values
 
 
-def _missing_api_key() -> ServiceError:
+def _missing_api_key(provider: str) -> ServiceError:
+    # The body is valid; what is missing is the configuration it would update.
     return ServiceError(
-        422,
-        "validation_error",
-        "Check the request: apiKey: required the first time a provider is configured.",
-        details=[{"field": "apiKey", "reason": "Field required when the provider is not "
-                  "configured yet"}],
+        404,
+        "not_configured",
+        f"There is no {provider} configuration to update yet: send apiKey to create it.",
     )
 
 
@@ -87,7 +86,7 @@ async def save_config(
             .values(**values, updated_at=now)
         )
         if result.rowcount == 0:  # type: ignore[attr-defined]
-            raise _missing_api_key()
+            raise _missing_api_key(provider)
         return
     row = {
         "user_id": user_id,
