@@ -10,7 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 ApiKey = Annotated[
     str,
@@ -31,7 +38,14 @@ ModelName = Annotated[
     ),
 ]
 Temperature = Annotated[float, Field(strict=True, ge=0.0, le=2.0, allow_inf_nan=False)]
-MaxTokens = Annotated[int, Field(strict=True, ge=1, le=32000)]
+def _whole_number(value: Any) -> Any:
+    """JSON's integers: 2048 and 2048.0 (JSON Schema's `integer` admits both), not 2048.5."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+MaxTokens = Annotated[int, Field(strict=True, ge=1, le=32000), BeforeValidator(_whole_number)]
 
 
 def _optional_not_null(schema: dict[str, Any]) -> None:

@@ -119,13 +119,14 @@ async def test_unknown_fields_are_ignored_and_user_id_in_body_changes_nothing(ap
 
 INSIDE = [
     {"temperature": 0.0}, {"temperature": 2.0}, {"temperature": 1}, {"maxTokens": 1},
-    {"maxTokens": 32000}, {"model": "m"}, {"model": "a" * 100},
+    {"maxTokens": 32000}, {"maxTokens": 100.0}, {"model": "m"}, {"model": "a" * 100},
     {"model": "org/Model-1.5_beta:latest"}, {"apiKey": "k" * 8}, {"apiKey": "k" * 512},
     {"apiKey": "!~" * 10},
 ]
 OUTSIDE = [
     {"temperature": -0.01}, {"temperature": 2.01}, {"temperature": "0.7"}, {"temperature": True},
-    {"maxTokens": 0}, {"maxTokens": 32001}, {"maxTokens": 100.0}, {"maxTokens": "100"},
+    {"maxTokens": 0}, {"maxTokens": 32001}, {"maxTokens": 100.5}, {"maxTokens": "100"},
+    {"maxTokens": True},
     {"model": ""}, {"model": "a" * 101}, {"model": "gpt 4o"}, {"model": "../../etc?x=1"},
     {"model": "modèle"}, {"apiKey": "k" * 7}, {"apiKey": "k" * 513}, {"apiKey": "sk-with space1"},
     {"apiKey": "sk-tab\tkey123"}, {"apiKey": "sk-ключ-12345"}, {"apiKey": 12345678},
