@@ -98,6 +98,10 @@ class ConfigIn(_In):
         return value
 
 
+# What "after trimming" trims: the ASCII whitespace that JSON Schema and Python agree on.
+_ASCII_SPACE = " \t\n\r\f\v"
+
+
 def _storable(value: str) -> str:
     """Text must be valid Unicode (JSON can carry lone surrogates; no database stores them)."""
     try:
@@ -148,7 +152,7 @@ class ChatIn(_In):
 
     message: str = Field(
         description="1 to LLM_MAX_MESSAGE_CHARS (32,000) characters after trimming; sent as typed.",
-        json_schema_extra={"pattern": r"\S", "maxLength": 32_000},
+        json_schema_extra={"pattern": "[^ \t\n\r\f\v]", "maxLength": 32_000},
     )
     history: list[ChatHistoryItem] | None = Field(
         None, description="At most LLM_MAX_HISTORY_ITEMS (100) items, oldest first."
@@ -157,7 +161,7 @@ class ChatIn(_In):
     @field_validator("message")
     @classmethod
     def _message_length(cls, value: str, info: ValidationInfo) -> str:
-        trimmed = len(value.strip())
+        trimmed = len(value.strip(_ASCII_SPACE))
         limit = _limit(info, "max_message_chars", 32_000)
         if trimmed == 0:
             raise ValueError("must not be empty")
