@@ -11,6 +11,8 @@ nothing. The vendor gets the message as typed; what is stored and returned is sa
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -184,17 +186,15 @@ async def prepare(
     return PreparedChat(adapter, request, api_key, config.model)
 
 
-async def chat(
-    runtime: Runtime, *, user: Principal, provider: str, body: ChatIn
-) -> dict[str, Any]:
-    prepared = await prepare(runtime, user_id=user.user_id, provider=provider, body=body)
-    spend = Spend(runtime, user, provider)
-    await spend.reserve(prepared.request)
+@asynccontextmanager
+async def calling_vendor(
+    runtime: Runtime, provider: str, prepared: PreparedChat, spend: Spend
+) -> AsyncIterator[None]:
+    """Around the vendor call (or the start of a stream): its latency and errors are counted, a
+    failure becomes the contract's error and releases the budget reservation."""
     began = time.perf_counter()
     try:
-        completion = await runtime.providers.complete(
-            provider, prepared.request, prepared.api_key
-        )
+        yield
     except ProviderError as exc:
         runtime.metrics.vendor_call(provider, time.perf_counter() - began)
         runtime.metrics.vendor_error(provider, exc.kind)
@@ -205,8 +205,20 @@ async def chat(
     except BaseException:
         await spend.settle(0, None)
         raise
-
     runtime.metrics.vendor_call(provider, time.perf_counter() - began)
+
+
+async def chat(
+    runtime: Runtime, *, user: Principal, provider: str, body: ChatIn
+) -> dict[str, Any]:
+    prepared = await prepare(runtime, user_id=user.user_id, provider=provider, body=body)
+    spend = Spend(runtime, user, provider)
+    await spend.reserve(prepared.request)
+    async with calling_vendor(runtime, provider, prepared, spend):
+        completion = await runtime.providers.complete(
+            provider, prepared.request, prepared.api_key
+        )
+
     model = completion.model or prepared.configured_model
     cost = spend.cost(model, completion.input_tokens, completion.output_tokens)
     runtime.metrics.usage(provider, model, completion.input_tokens, completion.output_tokens,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,13 @@ from llm_service.security.jwt import Principal
 from llm_service.security.sanitize import StreamSanitizer, sanitize
 from llm_service.services import history
 from llm_service.services.budgets import estimate_tokens
-from llm_service.services.chat import PreparedChat, Spend, prepare, provider_failure
+from llm_service.services.chat import (
+    PreparedChat,
+    Spend,
+    calling_vendor,
+    prepare,
+    provider_failure,
+)
 from llm_service.services.history import NewMessage
 
 log = logging.getLogger("llm_service.chat_stream")
@@ -67,22 +72,10 @@ async def open_chat_stream(
     prepared = await prepare(runtime, user_id=user.user_id, provider=provider, body=body)
     spend = Spend(runtime, user, provider)
     await spend.reserve(prepared.request)
-    began = time.perf_counter()
-    try:
+    async with calling_vendor(runtime, provider, prepared, spend):
         first, events = await runtime.providers.open_stream(
             provider, prepared.request, prepared.api_key
         )
-    except ProviderError as exc:
-        runtime.metrics.vendor_call(provider, time.perf_counter() - began)
-        runtime.metrics.vendor_error(provider, exc.kind)
-        await spend.settle(0, None)
-        raise provider_failure(
-            exc, prepared.adapter.display_name, runtime.settings.upstream_timeout_s
-        ) from None
-    except BaseException:
-        await spend.settle(0, None)
-        raise
-    runtime.metrics.vendor_call(provider, time.perf_counter() - began)
     return ChatStream(runtime, user.user_id, provider, body, prepared, spend, first, events)
 
 
