@@ -61,7 +61,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.encryption_key, settings.encryption_keys_previous
                 ),
                 tokens=TokenDecoder(settings),
-                http=http,
                 providers=ProviderRegistry(settings, http),
                 limiter=RateLimiter(settings),
                 pricing=PricingTable.load(settings.pricing_file),

@@ -19,6 +19,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_service.jsonutil import dumps
+from llm_service.settings import PROVIDERS
 
 log = logging.getLogger("llm_service.errors")
 
@@ -54,9 +55,7 @@ def unauthorized() -> ServiceError:
     )
 
 
-def unknown_provider(provider: str) -> ServiceError:
-    from llm_service.settings import PROVIDERS
-
+def unknown_provider() -> ServiceError:
     return ServiceError(
         404,
         "unknown_provider",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from llm_service.metrics import NullMetrics
@@ -24,7 +23,6 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     keyring: Keyring
     tokens: TokenDecoder
-    http: httpx2.AsyncClient  # the one pool for every vendor call
     providers: ProviderRegistry
     limiter: RateLimiter
     pricing: PricingTable

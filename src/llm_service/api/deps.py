@@ -81,7 +81,7 @@ ChatUser = Annotated[Principal, Depends(chat_user)]
 
 async def provider_id(provider: str) -> str:
     if provider not in PROVIDERS:
-        raise unknown_provider(provider)
+        raise unknown_provider()
     return provider
 
 

@@ -124,6 +124,23 @@ def kind_for_status(status: int) -> FailureKind:
     return FailureKind.BAD_REQUEST
 
 
+def status_failure(
+    status: int,
+    detail: str | None,
+    api_key: str,
+    headers: Mapping[str, str] | httpx2.Headers | None,
+    kind: FailureKind | None = None,
+) -> ProviderError:
+    """A vendor's HTTP error answer: its kind (by status, unless the vendor's own code says
+    more), its reason scrubbed of key material, and its Retry-After."""
+    return ProviderError(
+        kind or kind_for_status(status),
+        status=status,
+        detail=scrub(detail, api_key),
+        retry_after_s=retry_after_seconds(headers),
+    )
+
+
 def retry_after_seconds(headers: Mapping[str, str] | httpx2.Headers | None) -> int | None:
     """`Retry-After` as whole seconds, rounded up (seconds or an HTTP date); None when absent."""
     if not headers:

@@ -28,10 +28,9 @@ from llm_service.providers.base import (
     StreamDelta,
     StreamEvent,
     StreamUsage,
-    kind_for_status,
     merge_turns,
-    retry_after_seconds,
     scrub,
+    status_failure,
     transport_failure,
 )
 
@@ -62,12 +61,7 @@ def _vendor_message(exc: anthropic.APIStatusError) -> str | None:
 
 
 def _status_failure(exc: anthropic.APIStatusError, api_key: str) -> ProviderError:
-    return ProviderError(
-        kind_for_status(exc.status_code),
-        status=exc.status_code,
-        detail=scrub(_vendor_message(exc), api_key),
-        retry_after_s=retry_after_seconds(exc.response.headers),
-    )
+    return status_failure(exc.status_code, _vendor_message(exc), api_key, exc.response.headers)
 
 
 def _claude_turns(request: ChatRequest) -> list[ChatTurn]:
@@ -109,12 +103,7 @@ class ClaudeProvider(Provider):
         except anthropic.APIConnectionError as exc:  # timeouts included
             raise transport_failure(exc) from None
         except anthropic.APIStatusError as exc:
-            raise ProviderError(
-                kind_for_status(exc.status_code),
-                status=exc.status_code,
-                detail=scrub(_vendor_message(exc), api_key),
-                retry_after_s=retry_after_seconds(exc.response.headers),
-            ) from None
+            raise _status_failure(exc, api_key) from None
         try:
             answer = _Message.model_validate_json(response.content)
         except ValidationError:

@@ -25,8 +25,7 @@ from llm_service.providers.base import (
     StreamEvent,
     StreamUsage,
     kind_for_status,
-    retry_after_seconds,
-    scrub,
+    status_failure,
     transport_failure,
 )
 
@@ -116,9 +115,5 @@ def _request(
 
 def _api_failure(exc: errors.APIError, api_key: str) -> ProviderError:
     response = getattr(exc, "response", None)
-    return ProviderError(
-        _kind(exc),
-        status=exc.code,
-        detail=scrub(exc.message, api_key),
-        retry_after_s=retry_after_seconds(getattr(response, "headers", None)),
-    )
+    return status_failure(exc.code, exc.message, api_key, getattr(response, "headers", None),
+                          kind=_kind(exc))

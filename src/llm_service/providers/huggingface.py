@@ -17,10 +17,8 @@ from llm_service.providers.base import (
     Provider,
     ProviderError,
     StreamEvent,
-    kind_for_status,
-    retry_after_seconds,
-    scrub,
     sse_events,
+    status_failure,
     transport_failure,
 )
 
@@ -67,9 +65,6 @@ class HuggingFaceProvider(Provider):
 
     @staticmethod
     def _failure(response: httpx2.Response, api_key: str) -> ProviderError:
-        return ProviderError(
-            kind_for_status(response.status_code),
-            status=response.status_code,
-            detail=scrub(openai_compat.error_message(response.content), api_key),
-            retry_after_s=retry_after_seconds(response.headers),
-        )
+        return status_failure(response.status_code,
+                              openai_compat.error_message(response.content), api_key,
+                              response.headers)

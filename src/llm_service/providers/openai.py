@@ -30,9 +30,7 @@ from llm_service.providers.base import (
     StreamDelta,
     StreamEvent,
     StreamUsage,
-    kind_for_status,
-    retry_after_seconds,
-    scrub,
+    status_failure,
     transport_failure,
 )
 
@@ -42,12 +40,7 @@ def _status_failure(exc: openai.APIStatusError, api_key: str) -> ProviderError:
         detail = openai_compat.error_message(exc.response.content) or exc.message
     except httpx2.ResponseNotRead:
         detail = exc.message
-    return ProviderError(
-        kind_for_status(exc.status_code),
-        status=exc.status_code,
-        detail=scrub(detail, api_key),
-        retry_after_s=retry_after_seconds(exc.response.headers),
-    )
+    return status_failure(exc.status_code, detail, api_key, exc.response.headers)
 
 
 class OpenAIProvider(Provider):

@@ -23,10 +23,8 @@ from llm_service.providers.base import (
     StreamDelta,
     StreamEvent,
     StreamUsage,
-    kind_for_status,
-    retry_after_seconds,
-    scrub,
     sse_events,
+    status_failure,
     transport_failure,
 )
 
@@ -64,13 +62,12 @@ def _error(status: int, body: bytes, api_key: str, headers: httpx2.Headers) -> P
             code, message = data.get("code"), data.get("message")
     except ValueError:
         pass
-    kind = FailureKind.AUTH if code in _AUTH_CODES else kind_for_status(status)
-    detail = message if isinstance(message, str) else None
-    return ProviderError(
-        kind,
-        status=status,
-        detail=scrub(detail, api_key),
-        retry_after_s=retry_after_seconds(headers),
+    return status_failure(
+        status,
+        message if isinstance(message, str) else None,
+        api_key,
+        headers,
+        kind=FailureKind.AUTH if code in _AUTH_CODES else None,
     )
 
 
