@@ -2,7 +2,8 @@
 chats in flight.
 
 Counters live in process memory, or in Redis when `REDIS_URL` is set, so a limit holds across
-processes and replicas. When Redis cannot be reached the limiter fails over to its in-process
+processes and replicas. The chat and the default limit count under keys of their own (their
+namespaces differ), also when their values are equal. When Redis cannot be reached the limiter fails over to its in-process
 counters for `REDIS_RETRY_AFTER_S` and logs one warning each time: limits still hold per process,
 and an outage of Redis does not take the chat down. The key is the user id from the token, never
 an address or a header the client controls.
@@ -57,10 +58,17 @@ def rate_limited(state: LimitState, what: str) -> ServiceError:
     )
 
 
+def _named_limit(value: str, name: str) -> RateLimitItem:
+    """`value` (e.g. 100/hour) counted under the namespace `llm-<name>`: the key of a counter
+    names its limit, so two limits with equal values never share one."""
+    item = parse(value)
+    return type(item)(item.amount, item.multiples, namespace=f"llm-{name}")
+
+
 class RateLimiter:
     def __init__(self, settings: Settings) -> None:
-        self.chat = parse(settings.rate_limit_chat)
-        self.default = parse(settings.rate_limit_default)
+        self.chat = _named_limit(settings.rate_limit_chat, "chat")
+        self.default = _named_limit(settings.rate_limit_default, "default")
         self._local = MovingWindowRateLimiter(storage_from_string("async+memory://"))
         self._shared: MovingWindowRateLimiter | None = None
         if settings.redis_url:
