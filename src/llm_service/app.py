@@ -20,7 +20,7 @@ from llm_service.db import migrate
 from llm_service.db.session import create_engine, create_session_factory
 from llm_service.errors import install_error_handlers
 from llm_service.jsonutil import JSONResponse
-from llm_service.metrics import Metrics, NullMetrics
+from llm_service.metrics import Metrics, NullMetrics, known_models
 from llm_service.middleware import RequestContextMiddleware
 from llm_service.pricing import PricingTable
 from llm_service.providers.registry import ProviderRegistry, make_http_client
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         http = make_http_client(settings)
         try:
+            pricing = PricingTable.load(settings.pricing_file)
             if settings.should_migrate_on_start:
                 await migrate.upgrade(engine)
             assert settings.encryption_key
@@ -63,8 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 tokens=TokenDecoder(settings),
                 providers=ProviderRegistry(settings, http),
                 limiter=RateLimiter(settings),
-                pricing=PricingTable.load(settings.pricing_file),
-                metrics=Metrics() if settings.metrics_enabled else NullMetrics(),
+                pricing=pricing,
+                metrics=Metrics(known_models(settings, pricing)) if settings.metrics_enabled
+                else NullMetrics(),
                 chat_slots=ConcurrencyCap(settings.max_concurrent_chats_per_user),
             )
             yield
@@ -78,6 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        # `/llm/configs/` is a 404 like any unknown path: the 307 Starlette would answer builds
+        # its Location from the client's Host header.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     routers = (health.router, configs.router, history.router, chat.router, usage.router,

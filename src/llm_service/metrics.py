@@ -1,14 +1,37 @@
 """Prometheus metrics, served at `/metrics` when `LLM_METRICS_ENABLED` (with an optional bearer
 token, `LLM_METRICS_TOKEN`). Each app has its own registry. When metrics are off, `NullMetrics`
-takes every call and does nothing, so call sites never branch."""
+takes every call and does nothing, so call sites never branch.
+
+Every label takes its value from a bounded set, so a client or a vendor cannot grow the registry
+without bound: the model is a known id (the pricing table's and the default models), its longest
+known prefix (`gpt-4o-2024-08-06` counts as `gpt-4o`, as its price does), else `other`; the method
+is a standard one, else `other`; the route is the matched route's template, else `unmatched`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from llm_service.pricing import PricingTable
+from llm_service.settings import PROVIDERS, Settings
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+OTHER = "other"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def known_models(settings: Settings, pricing: PricingTable) -> dict[str, frozenset[str]]:
+    """Per provider, the model ids a metric label may name: the priced ones and the default."""
+    return {p: pricing.models(p) | {settings.default_model(p)} for p in PROVIDERS}
+
+
+def model_label(known: Iterable[str], model: str) -> str:
+    """`model` when known, else its longest known prefix, else `other`."""
+    prefixes = [m for m in known if model.startswith(m)]
+    return max(prefixes, key=len) if prefixes else OTHER
 
 
 class NullMetrics:
@@ -34,7 +57,8 @@ class NullMetrics:
 class Metrics(NullMetrics):
     enabled = True
 
-    def __init__(self) -> None:
+    def __init__(self, models: Mapping[str, Iterable[str]]) -> None:
+        self._models = {provider: frozenset(ids) for provider, ids in models.items()}
         self.registry = CollectorRegistry()
         r = self.registry
         self._requests = Counter("llm_http_requests_total", "HTTP requests answered.",
@@ -57,6 +81,7 @@ class Metrics(NullMetrics):
                                    "budget.", ["reason"], registry=r)
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else OTHER
         self._requests.labels(route, method, str(status)).inc()
         self._latency.labels(route, method).observe(seconds)
 
@@ -68,6 +93,7 @@ class Metrics(NullMetrics):
 
     def usage(self, provider: str, model: str, input_tokens: int, output_tokens: int,
               cost_usd: Decimal | None) -> None:
+        model = model_label(self._models.get(provider, ()), model)
         self._tokens.labels(provider, model, "input").inc(input_tokens)
         self._tokens.labels(provider, model, "output").inc(output_tokens)
         if cost_usd is not None:

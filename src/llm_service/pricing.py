@@ -47,6 +47,10 @@ class PricingTable:
                 f"LLM_PRICING_FILE {path} cannot be read as a pricing table: {exc}"
             ) from None
 
+    def models(self, provider: str) -> frozenset[str]:
+        """The model ids the table lists for `provider`."""
+        return frozenset(self._prices.get(provider, {}))
+
     def price(self, provider: str, model: str) -> Price | None:
         """The model's price: listed exactly, else under the longest listed prefix."""
         prices = self._prices.get(provider, {})

@@ -28,6 +28,7 @@ ROLES: tuple[str, ...] = ("CLIENT", "STAFF", "ADMIN")
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 DEV_SECRETS_FILE = "dev-secrets.json"
+MIN_METRICS_TOKEN_CHARS = 16
 
 
 class ConfigurationError(Exception):
@@ -204,6 +205,14 @@ def validate_secrets(settings: Settings) -> None:
             raise ConfigurationError(
                 f"{name} must look like 100/hour or 10/minute, not {value!r}"
             ) from None
+    if settings.is_production and settings.metrics_enabled and (
+        len(settings.metrics_token or "") < MIN_METRICS_TOKEN_CHARS
+    ):
+        # /metrics shares the public port: without a token anyone could read the figures.
+        raise ConfigurationError(
+            f"LLM_METRICS_TOKEN must be set ({MIN_METRICS_TOKEN_CHARS}+ characters) when "
+            "LLM_METRICS_ENABLED is true in production: /metrics is on the public port"
+        )
     if settings.is_production and not settings.database_configured:
         raise ConfigurationError(
             "DATABASE_URL (or DB_HOST) is not set: production needs PostgreSQL"

@@ -3,10 +3,10 @@ chats in flight.
 
 Counters live in process memory, or in Redis when `REDIS_URL` is set, so a limit holds across
 processes and replicas. The chat and the default limit count under keys of their own (their
-namespaces differ), also when their values are equal. When Redis cannot be reached the limiter fails over to its in-process
-counters for `REDIS_RETRY_AFTER_S` and logs one warning each time: limits still hold per process,
-and an outage of Redis does not take the chat down. The key is the user id from the token, never
-an address or a header the client controls.
+namespaces differ), also when their values are equal. When Redis cannot be reached the limiter
+fails over to its in-process counters for `REDIS_RETRY_AFTER_S` and logs one warning each time:
+limits still hold per process, and an outage of Redis does not take the chat down. The key is the
+user id from the token, never an address or a header the client controls.
 """
 
 from __future__ import annotations
