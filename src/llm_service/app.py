@@ -28,6 +28,7 @@ from llm_service.runtime import Runtime
 from llm_service.security.crypto import Keyring
 from llm_service.security.jwt import TokenDecoder
 from llm_service.security.rate_limit import ConcurrencyCap, RateLimiter
+from llm_service.server import BodyDeadlineMiddleware
 from llm_service.settings import Settings, load_settings
 
 log = logging.getLogger("llm_service")
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(BodyDeadlineMiddleware, timeout_s=settings.body_timeout_s)
     # Outermost of ours: every answer, CORS preflights and errors included, gets a request id.
     app.add_middleware(RequestContextMiddleware)
     return app

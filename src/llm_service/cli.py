@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ def _serve(settings: Settings) -> int:
 
     from llm_service.app import create_app
     from llm_service.security.jwt import issue_token
+    from llm_service.server import ensure_fd_headroom, server_config
 
     if not settings.is_production:
         token = issue_token(settings, user_id=1, role="CLIENT", ttl_s=7 * 86_400)
@@ -38,19 +40,11 @@ def _serve(settings: Settings) -> int:
             f"OpenAPI docs: http://{host}:{settings.port}/docs\n",
             flush=True,
         )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        loop="auto",
-        http="auto",
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=30,
-    )
-    return 0
+    ensure_fd_headroom(settings.max_connections)
+    server = uvicorn.Server(server_config(settings, create_app(settings)))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    return 0 if server.started else 3  # uvicorn.run's exit status when startup failed
 
 
 async def _migrate(settings: Settings) -> int:

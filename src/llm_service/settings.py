@@ -91,6 +91,14 @@ class Settings(BaseSettings):
         default_factory=list, alias="CORS_ORIGINS"
     )
     max_body_bytes: int = Field(1_048_576, alias="LLM_MAX_BODY_BYTES", ge=1024)
+    # The HTTP layer's bounds (see server.py): request head size and fields, time to send the
+    # head and the body, idle keep-alive, open connections.
+    max_header_bytes: int = Field(32_768, alias="LLM_MAX_HEADER_BYTES", ge=1024)
+    max_headers: int = Field(100, alias="LLM_MAX_HEADERS", ge=8)
+    header_timeout_s: float = Field(10.0, alias="LLM_HEADER_TIMEOUT_S", gt=0)
+    body_timeout_s: float = Field(30.0, alias="LLM_BODY_TIMEOUT_S", gt=0)
+    keepalive_timeout_s: int = Field(5, alias="LLM_KEEPALIVE_TIMEOUT_S", ge=1)
+    max_connections: int = Field(1000, alias="LLM_MAX_CONNECTIONS", ge=1)
     context_messages: int = Field(20, alias="LLM_CONTEXT_MESSAGES", ge=0, le=100)
     max_message_chars: int = Field(32_000, alias="LLM_MAX_MESSAGE_CHARS", ge=1)
     max_history_items: int = Field(100, alias="LLM_MAX_HISTORY_ITEMS", ge=0)

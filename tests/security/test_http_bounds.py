@@ -1,0 +1,267 @@
+"""The HTTP layer is bounded: head size and fields (431), head and body time (408), idle keep-alive,
+open connections (503), each answered in the contract's error shape and the connection closed.
+
+A real uvicorn server, built by `server_config` as `serve` builds it, runs in a thread on a free
+127.0.0.1 port; the tests speak raw HTTP/1.1 over sockets. Waits are generous outcome bounds (a
+socket timeout turns a hang into a failure); nothing asserts how long anything took. The server
+does not touch the database here, so these run once, on SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from llm_service import cli
+from llm_service.app import create_app
+from llm_service.security.jwt import issue_token
+from llm_service.server import BoundedH11Protocol, server_config
+from llm_service.settings import Settings
+from tests.conftest import make_settings
+
+WAIT_S = 15.0  # how long a test waits for an answer before calling it a hang
+
+
+@dataclass
+class Server:
+    port: int
+    settings: Settings
+
+    def connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+
+@contextmanager
+def running_server(tmp_path: Path, **overrides: Any) -> Iterator[Server]:
+    settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'bounds.db'}",
+                             **overrides)
+    server = uvicorn.Server(server_config(settings, create_app(settings)))
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    started = threading.Event()
+
+    async def on_tick(counter: int, tick: Callable[[int], Any] = server.on_tick) -> bool:
+        started.set()  # the main loop ticks once serving began
+        return await tick(counter)  # type: ignore[no-any-return]
+
+    server.on_tick = on_tick  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        assert started.wait(WAIT_S), "the server did not start"
+        yield Server(listener.getsockname()[1], settings)
+    finally:
+        server.should_exit = True
+        thread.join(WAIT_S)
+        listener.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Callable[..., Any]:
+    return lambda **overrides: running_server(tmp_path, **overrides)
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def read_answer(sock: socket.socket) -> Answer:
+    """One response (with Content-Length), read to its end."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before an answer: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "closed in the middle of the body"
+        body += chunk
+    return Answer(int(status_line.split()[1]), headers, body)
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """True when the server closed the connection (EOF or reset) before WAIT_S."""
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def assert_error(answer: Answer, status: int, code: str) -> None:
+    assert answer.status == status
+    body = answer.json()
+    assert body["success"] is False
+    assert body["code"] == code
+    assert body["requestId"] == answer.headers["x-request-id"]
+    assert answer.headers["connection"] == "close"
+
+
+HEALTH = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
+
+
+def test_a_plain_request_is_served_and_kept_alive(serve: Callable[..., Any]) -> None:
+    with serve() as server, server.connect() as sock:
+        for _ in range(2):
+            sock.sendall(HEALTH)
+            answer = read_answer(sock)
+            assert (answer.status, answer.json()) == (200, {"status": "ok"})
+
+
+def test_a_head_over_the_size_limit_is_431_even_unfinished(serve: Callable[..., Any]) -> None:
+    with serve(LLM_MAX_HEADER_BYTES=8192) as server, server.connect() as sock:
+        # No end of head: h11's buffer bound refuses it without waiting for the rest.
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * 16_384)
+        answer = read_answer(sock)
+        assert_error(answer, 431, "headers_too_large")
+        assert "8192 bytes or 100 fields" in answer.json()["error"]
+        assert closed_by_server(sock)
+
+
+def test_a_whole_head_over_the_size_limit_in_one_read_is_431(serve: Callable[..., Any]) -> None:
+    with serve(LLM_MAX_HEADER_BYTES=8192) as server, server.connect() as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * 12_000
+                     + b"\r\n\r\n")
+        assert_error(read_answer(sock), 431, "headers_too_large")
+        assert closed_by_server(sock)
+
+
+def test_too_many_header_fields_is_431(serve: Callable[..., Any]) -> None:
+    with serve(LLM_MAX_HEADERS=20) as server, server.connect() as sock:
+        fields = b"".join(b"X-F%d: v\r\n" % i for i in range(21))
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n" + fields + b"\r\n")
+        assert_error(read_answer(sock), 431, "headers_too_large")
+        assert closed_by_server(sock)
+
+
+def test_a_head_that_never_finishes_is_408(serve: Callable[..., Any]) -> None:
+    with serve(LLM_HEADER_TIMEOUT_S=0.5) as server, server.connect() as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: te")
+        answer = read_answer(sock)
+        assert_error(answer, 408, "request_timeout")
+        assert "headers did not arrive within 0.5 seconds" in answer.json()["error"]
+        assert closed_by_server(sock)
+
+
+def test_a_connection_that_sends_nothing_is_closed(serve: Callable[..., Any]) -> None:
+    with serve(LLM_HEADER_TIMEOUT_S=0.5) as server, server.connect() as sock:
+        assert closed_by_server(sock)
+
+
+def test_a_second_request_head_gets_the_time_limit_too(serve: Callable[..., Any]) -> None:
+    with serve(LLM_HEADER_TIMEOUT_S=0.5, LLM_KEEPALIVE_TIMEOUT_S=30) as server, \
+            server.connect() as sock:
+        sock.sendall(HEALTH)
+        assert read_answer(sock).status == 200
+        sock.sendall(b"GET /health HTTP/1.1\r\n")
+        assert_error(read_answer(sock), 408, "request_timeout")
+
+
+def test_a_body_that_never_finishes_is_408(serve: Callable[..., Any]) -> None:
+    with serve(LLM_BODY_TIMEOUT_S=0.5) as server, server.connect() as sock:
+        jwt = issue_token(server.settings, user_id=1, role="CLIENT", ttl_s=600)
+        sock.sendall(b"POST /llm/config/openai HTTP/1.1\r\nHost: test\r\n"
+                     b"Authorization: Bearer " + jwt.encode() + b"\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"api")
+        answer = read_answer(sock)
+        assert_error(answer, 408, "request_timeout")
+        assert "body did not arrive within 0.5 seconds" in answer.json()["error"]
+        assert closed_by_server(sock)
+
+
+def test_a_trickled_body_nobody_reads_does_not_hold_the_connection(
+    serve: Callable[..., Any]
+) -> None:
+    with serve(LLM_KEEPALIVE_TIMEOUT_S=1) as server, server.connect() as sock:
+        sock.sendall(b"POST /health HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\nx")
+        assert read_answer(sock).status == 405  # answered without reading the body
+        sock.settimeout(0.2)
+        closed = False
+        for _ in range(200):  # a byte every 0.2 s, up to 40 s: each used to reset the idle timer
+            try:
+                sock.sendall(b"x")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            if closed_by_server(sock):
+                closed = True
+                break
+        assert closed
+
+
+def test_an_idle_keep_alive_connection_is_closed(serve: Callable[..., Any]) -> None:
+    with serve(LLM_KEEPALIVE_TIMEOUT_S=1) as server, server.connect() as sock:
+        sock.sendall(HEALTH)
+        assert read_answer(sock).status == 200
+        assert closed_by_server(sock)
+
+
+def test_connections_over_the_cap_get_503_and_those_under_it_are_served(
+    serve: Callable[..., Any]
+) -> None:
+    with serve(LLM_MAX_CONNECTIONS=3, LLM_HEADER_TIMEOUT_S=60,
+               LLM_KEEPALIVE_TIMEOUT_S=60) as server:
+        idle = [server.connect(), server.connect()]  # half-open: connected, nothing sent
+        served = server.connect()  # the third: still under the cap
+        served.sendall(HEALTH)
+        assert read_answer(served).status == 200
+        over = server.connect()
+        over.sendall(HEALTH)
+        answer = read_answer(over)
+        assert_error(answer, 503, "unavailable")
+        assert answer.headers["retry-after"] == "1"
+        assert closed_by_server(over)
+        served.sendall(HEALTH)  # a connection made under the cap keeps being served
+        assert read_answer(served).status == 200
+        for sock in (*idle, served, over):
+            sock.close()
+
+
+def test_malformed_requests_get_the_error_shape(serve: Callable[..., Any]) -> None:
+    with serve() as server, server.connect() as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\nBad Header\r\n\r\n")
+        assert_error(read_answer(sock), 400, "bad_request")
+
+
+def test_serve_runs_the_bounded_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[uvicorn.Config] = []
+
+    def run(self: uvicorn.Server, sockets: Any = None) -> None:
+        ran.append(self.config)
+        self.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    for name, value in {"LLM_DATA_DIR": str(tmp_path), "LLM_MAX_HEADER_BYTES": "4096",
+                        "LLM_KEEPALIVE_TIMEOUT_S": "7"}.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["serve"]) == 0
+    (config,) = ran
+    assert isinstance(config.http, type) and issubclass(config.http, BoundedH11Protocol)
+    assert config.http.bounds.max_header_bytes == 4096
+    assert (config.h11_max_incomplete_event_size, config.timeout_keep_alive) == (4096, 7)
+    assert config.ws == "none"
