@@ -9,9 +9,9 @@ costs a few percent of a chat's CPU, see the README), and these bounds, all sett
 - head size: h11's `max_incomplete_event_size` (uvicorn's `h11_max_incomplete_event_size`) keeps
   an unfinished head under `LLM_MAX_HEADER_BYTES`; a head that arrives whole in one read is
   measured too. Over it: 431 `headers_too_large`. More than `LLM_MAX_HEADERS` fields: the same.
-- head time: a head not complete within `LLM_HEADER_TIMEOUT_S` of its first byte (or of the
-  connection, for a connection that says nothing) is answered 408 `request_timeout` (closed
-  silently when nothing arrived). uvicorn has no such option, hence the protocol subclass.
+- head time: a head not complete within `LLM_HEADER_TIMEOUT_S` of the connection (on a
+  kept-alive connection: of the next request's first byte) is answered 408 `request_timeout`
+  (closed silently when nothing arrived). uvicorn has no such option, hence the subclass.
 - body time: `BodyDeadlineMiddleware` (below) answers 408 when the app waits for a body that has
   not arrived within `LLM_BODY_TIMEOUT_S` of the head; a body nobody reads gets no more time than
   an idle connection (`LLM_KEEPALIVE_TIMEOUT_S`), however slowly it trickles in.

@@ -10,6 +10,8 @@ does not touch the database here, so these run once, on SQLite.
 from __future__ import annotations
 
 import json
+import logging
+import resource
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -24,7 +26,12 @@ import uvicorn
 from llm_service import cli
 from llm_service.app import create_app
 from llm_service.security.jwt import issue_token
-from llm_service.server import BoundedH11Protocol, server_config
+from llm_service.server import (
+    FD_HEADROOM,
+    BoundedH11Protocol,
+    ensure_fd_headroom,
+    server_config,
+)
 from llm_service.settings import Settings
 from tests.conftest import make_settings
 
@@ -265,3 +272,23 @@ def test_serve_runs_the_bounded_configuration(
     assert config.http.bounds.max_header_bytes == 4096
     assert (config.h11_max_incomplete_event_size, config.timeout_keep_alive) == (4096, 7)
     assert config.ws == "none"
+
+
+def test_the_open_file_limit_is_raised_to_fit_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    limits = {"now": (1024, 4096)}
+    monkeypatch.setattr(resource, "getrlimit", lambda _: limits["now"])
+    monkeypatch.setattr(resource, "setrlimit", lambda _, value: limits.update(now=value))
+    ensure_fd_headroom(1000)
+    assert limits["now"] == (1000 + FD_HEADROOM, 4096)
+
+
+def test_a_low_hard_file_limit_is_used_and_named(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    limits = {"now": (256, 512)}
+    monkeypatch.setattr(resource, "getrlimit", lambda _: limits["now"])
+    monkeypatch.setattr(resource, "setrlimit", lambda _, value: limits.update(now=value))
+    with caplog.at_level(logging.WARNING, logger="llm_service.server"):
+        ensure_fd_headroom(1000)
+    assert limits["now"] == (512, 512)
+    assert "lower LLM_MAX_CONNECTIONS to 256" in caplog.text
