@@ -24,6 +24,7 @@ import pytest
 import uvicorn
 
 from llm_service import cli
+from llm_service import server as server_module
 from llm_service.app import create_app
 from llm_service.security.jwt import issue_token
 from llm_service.server import (
@@ -263,6 +264,8 @@ def test_serve_runs_the_bounded_configuration(
         self.started = True
 
     monkeypatch.setattr(uvicorn.Server, "run", run)
+    fitted: list[int] = []
+    monkeypatch.setattr(server_module, "ensure_fd_headroom", fitted.append)
     for name, value in {"LLM_DATA_DIR": str(tmp_path), "LLM_MAX_HEADER_BYTES": "4096",
                         "LLM_KEEPALIVE_TIMEOUT_S": "7"}.items():
         monkeypatch.setenv(name, value)
@@ -272,6 +275,7 @@ def test_serve_runs_the_bounded_configuration(
     assert config.http.bounds.max_header_bytes == 4096
     assert (config.h11_max_incomplete_event_size, config.timeout_keep_alive) == (4096, 7)
     assert config.ws == "none"
+    assert fitted == [1000]  # the open-file limit is fitted to LLM_MAX_CONNECTIONS
 
 
 def test_the_open_file_limit_is_raised_to_fit_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
