@@ -18,7 +18,8 @@ output is still the original markdown with only the dangerous parts rewritten:
 - code (`code_inline`, `fence`, `code_block`) is never touched, and text with neither `<` nor `[`
   is returned as it is (no markup that needs rewriting can exist without one of them);
 - nh3 escapes `<`, `>`, `&` and `"` in the text of an HTML block; that escaping is undone where a
-  browser reads the character as text anyway (`a < b`), and kept where it would start markup.
+  browser reads the character as text anyway (`a < b`) and the block does not itself spell that
+  escape, and kept where it would start markup.
 
 U+0000 is removed everywhere (PostgreSQL cannot store it), and the other C0 control characters
 but tab and newline wherever anything is parsed (a browser skips them inside a URL's scheme where
@@ -132,16 +133,23 @@ def _image_as_link(match: re.Match[str], hosts: Collection[str]) -> str:
 
 
 def _clean_html(fragment: str, hosts: Collection[str]) -> str:
-    """Raw HTML through nh3, images not allowed turned into links, nh3's text escaping undone
-    where it changes nothing a browser shows."""
+    """Raw HTML through nh3, images not allowed turned into links, and nh3's text escaping
+    undone where it changes nothing a browser shows, for each escape the fragment does not
+    itself spell (so what was typed `&gt;` stays `&gt;`)."""
     cleaned = _IMG.sub(lambda m: _image_as_link(m, hosts), _nh3(fragment))
+    typed = fragment.lower()
+
+    def undo(match: re.Match[str]) -> str:
+        escape = match.group()
+        return escape if escape in typed else _UNESCAPE[escape]
+
     out: list[str] = []
     pos = 0
     for tag in _SERIALIZED_TAG.finditer(cleaned):
-        out.append(_TEXT_ESCAPE.sub(lambda m: _UNESCAPE[m.group()], cleaned[pos : tag.start()]))
+        out.append(_TEXT_ESCAPE.sub(undo, cleaned[pos : tag.start()]))
         out.append(tag.group())
         pos = tag.end()
-    out.append(_TEXT_ESCAPE.sub(lambda m: _UNESCAPE[m.group()], cleaned[pos:]))
+    out.append(_TEXT_ESCAPE.sub(undo, cleaned[pos:]))
     return "".join(out)
 
 
