@@ -608,7 +608,7 @@ def test_nul_is_removed_and_text_is_kept() -> None:
 def test_text_that_never_settles_is_shown_inert() -> None:
     from llm_service.security import sanitize as module
 
-    assert module._inert("<b>[x](y)</b>") == r"\<b\>\[x\]\(y\)\<\/b\>"
+    assert module._inert("<b>[x](y)</b>") == r"&lt;b\>\[x\]\(y\)&lt;\/b\>"
     assert sanitize(module._inert("<img src=x onerror=alert(1)>")) == module._inert(
         "<img src=x onerror=alert(1)>"
     )

@@ -313,13 +313,15 @@ def _spanned(rule: Callable[..., bool], kind: str, label_at: int | None) -> Call
 
     def wrapped(state: StateInline, silent: bool) -> bool:
         start, count = state.pos, len(state.tokens)
-        label_end = (
-            state.md.helpers.parseLinkLabel(state, start + label_at, kind == "link_open")
-            if label_at is not None and not silent
-            else -1
-        )
         ok = rule(state, silent)
         if ok and not silent:
+            label_end = -1
+            if label_at is not None:  # the rule found it too, and did not say where
+                end, state.pos = state.pos, start
+                label_end = state.md.helpers.parseLinkLabel(
+                    state, start + label_at, kind == "link_open"
+                )
+                state.pos = end
             for token in state.tokens[count:]:
                 if token.type == kind:
                     token.meta["span"] = (start, state.pos, label_end)
@@ -483,8 +485,9 @@ _INERT = re.compile(r"([!-/:-@\[-`{-~])")
 
 
 def _inert(text: str) -> str:
-    """Every ASCII punctuation character backslash-escaped: the same characters, no markup."""
-    return _INERT.sub(r"\\\1", text)
+    """Every ASCII punctuation character backslash-escaped (`<` as `&lt;`, which no HTML reader
+    takes for a tag): the same characters, no markup."""
+    return _INERT.sub(r"\\\1", text).replace("\\<", "&lt;")
 
 
 def _parse(text: str, references: dict[str, Any] | None, pending: bool) -> tuple[
