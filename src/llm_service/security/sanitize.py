@@ -499,6 +499,19 @@ def _parse(text: str, references: dict[str, Any] | None, pending: bool) -> tuple
     return _MD.parse(text, env), env
 
 
+def _parse_somehow(text: str, references: dict[str, Any] | None, pending: bool) -> tuple[
+    str, list[Token], dict[str, Any]
+]:
+    """Parse `text`; where the parser fails (markdown-it-py 4.3 can index past a last line that
+    has no newline, e.g. in `> 1. <!--` + `> `), the text with a final newline, else inert."""
+    for candidate in (text, text + "\n", _inert(text)):
+        try:
+            return candidate, *_parse(candidate, references, pending)
+        except Exception:  # a bug of the parser: try the next form
+            continue
+    return _inert(text), [], {"sanitize_edits": []}
+
+
 def _edits(text: str, tokens: list[Token], env: dict[str, Any],
            hosts: Collection[str]) -> list[Edit]:
     edits: list[Edit] = list(env["sanitize_edits"])
@@ -549,14 +562,13 @@ def clean_document(
     text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     parsed = 0
     for _ in range(_MAX_ROUNDS):
-        tokens, env = _parse(text, references, pending_images)
+        text, tokens, env = _parse_somehow(text, references, pending_images)
         parsed += len(text)
         edits = _edits(text, tokens, env, hosts)
         if not edits:
             return Cleaned(text, tokens, env.get("references", {}), parsed)
         text = _apply(text, edits)
-    text = _inert(text)  # never settled: shown as inert text
-    tokens, env = _parse(text, references, pending_images)
+    text, tokens, env = _parse_somehow(_inert(text), references, pending_images)  # unsettled
     return Cleaned(text, tokens, env.get("references", {}), parsed + len(text))
 
 
