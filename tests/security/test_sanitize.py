@@ -597,6 +597,13 @@ def test_an_unsafe_reference_definition_points_nowhere() -> None:
     )
 
 
+def test_raw_html_in_a_container_keeps_the_container() -> None:
+    assert sanitize("> <div>\n> <img src=x onerror=alert(1)>\n> hi\n") == (
+        '> <div>\n> <a href="x">image</a>\n> hi\n> </div>\n'
+    )
+    assert sanitize("- a\n\n\t<img src=x onerror=alert(1)>") == '- a\n\n\t<a href="x">image</a>'
+
+
 def test_markdown_code_is_never_touched() -> None:
     text = (
         "``<img src=x onerror=alert(1)>`` and `[x](javascript:alert(1))`\n\n"

@@ -174,7 +174,9 @@ def _clean_tag(tag: str, hosts: Collection[str]) -> str:
 # --------------------------------------------------------------------------------------------
 
 Edit = tuple[int, int, str]  # replace text[start:end] with the string
-Lines = list[tuple[int, int, int]]  # per line: offset in the joined text, source start, length
+# Per line: offset in the joined text, source start, length, and how many of its first
+# characters are spaces standing for part of a tab (source start is after that tab).
+Lines = list[tuple[int, int, int, int]]
 PENDING_IMAGE = "sanitize_pending_image"
 
 
@@ -185,23 +187,24 @@ class _Source:
     def __init__(self, lines: Lines, lead: int = 0) -> None:
         self.lines = lines
         self.lead = lead
-        self._starts = [offset for offset, _, _ in lines]
+        self._starts = [offset for offset, _, _, _ in lines]
 
     def at(self, index: int) -> int:
         index += self.lead
         line = max(bisect_right(self._starts, index) - 1, 0)
-        offset, start, length = self.lines[line]
-        return start + min(max(index - offset, 0), max(length - 1, 0))
+        offset, start, length, pad = self.lines[line]
+        return start + min(max(index - offset - pad, 0), max(length - pad - 1, 0))
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         return self.at(start), (self.at(end - 1) + 1 if end > start else self.at(start))
 
 
-def _recording_get_lines(state: StateBlock, lines: Lines) -> Callable[..., str]:
+def _recording_get_lines(state: StateBlock, lines: Lines, out: list[str]) -> Callable[..., str]:
     """StateBlock.getLines (same result) that also records where each line came from."""
 
     def get_lines(begin: int, end: int, indent: int, keep_last_lf: bool) -> str:
         lines.clear()
+        out.clear()
         parts: list[str] = []
         offset = 0
         for line in range(begin, end):
@@ -222,10 +225,11 @@ def _recording_get_lines(state: StateBlock, lines: Lines) -> Callable[..., str]:
                 first += 1
             pad = " " * (line_indent - indent) if line_indent > indent else ""
             part = pad + state.src[first:last]
-            lines.append((offset, first - len(pad), len(part)))
+            lines.append((offset, first, len(part), len(pad)))
             parts.append(part)
             offset += len(part)
-        return "".join(parts)
+        out.append("".join(parts))
+        return out[0]
 
     return get_lines
 
@@ -237,18 +241,18 @@ def _block_with_lines(rule: Callable[..., bool]) -> Callable[..., bool]:
         if silent:
             return rule(state, start_line, end_line, silent)
         lines: Lines = []
+        out: list[str] = []
         count = len(state.tokens)
-        state.getLines = _recording_get_lines(state, lines)  # type: ignore[method-assign]
+        state.getLines = _recording_get_lines(state, lines, out)  # type: ignore[method-assign]
         try:
             ok = rule(state, start_line, end_line, silent)
         finally:
             del state.getLines
         if ok:
-            joined_length = sum(length for _, _, length in lines)
+            joined_length = sum(length for _, _, length, _ in lines)
             for token in state.tokens[count:]:
-                if token.type == "inline":
-                    joined = "".join(state.src[s : s + n] for _, s, n in lines)
-                    lead = len(joined) - len(joined.lstrip(MD_TRIM_CHARS))
+                if token.type == "inline" and out:
+                    lead = len(out[0]) - len(out[0].lstrip(MD_TRIM_CHARS))
                     token.meta["source"] = _Source(list(lines), lead)
                 elif token.type == "html_block" and len(token.content) == joined_length:
                     token.meta["source"] = _Source(list(lines))
@@ -267,7 +271,7 @@ def _heading(rule: Callable[..., bool]) -> Callable[..., bool]:
                     begin = state.bMarks[start_line] + state.tShift[start_line]
                     start = state.src.find(token.content, begin, state.eMarks[start_line])
                     if start >= 0:
-                        token.meta["source"] = _Source([(0, start, len(token.content))])
+                        token.meta["source"] = _Source([(0, start, len(token.content), 0)])
         return ok
 
     return wrapped
@@ -289,7 +293,7 @@ def _reference(rule: Callable[..., bool]) -> Callable[..., bool]:
         for line in range(start_line, state.line):
             first = state.bMarks[line] + state.tShift[line]
             part = state.src[first : state.eMarks[line] + 1]
-            lines.append((offset, first, len(part)))
+            lines.append((offset, first, len(part), 0))
             parts.append(part)
             offset += len(part)
         text = "".join(parts)
@@ -468,9 +472,13 @@ def _html_block_edit(text: str, token: Token, hosts: Collection[str]) -> Iterabl
     lines = source.lines
     # Each new line keeps the container markers (`> `, list indentation) of the line it replaces.
     prefixes = [""] + [
-        text[start + length : lines[k + 1][1]] for k, (_, start, length) in enumerate(lines[:-1])
+        text[start + length - pad : lines[k + 1][1]]
+        for k, (_, start, length, pad) in enumerate(lines[:-1])
     ]
     new_lines = cleaned.split("\n")
+    pad = lines[0][3]
+    if new_lines[0].startswith(" " * pad):  # the first line keeps its own indentation
+        new_lines[0] = new_lines[0][pad:]
     out: list[str] = []
     for k, line in enumerate(new_lines):
         if k:
@@ -478,7 +486,7 @@ def _html_block_edit(text: str, token: Token, hosts: Collection[str]) -> Iterabl
             if line or k < len(new_lines) - 1:
                 out.append(prefixes[min(k, len(prefixes) - 1)])
         out.append(line)
-    yield lines[0][1], lines[-1][1] + lines[-1][2], "".join(out)
+    yield lines[0][1], lines[-1][1] + lines[-1][2] - lines[-1][3], "".join(out)
 
 
 _INERT = re.compile(r"([!-/:-@\[-`{-~])")
