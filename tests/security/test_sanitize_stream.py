@@ -43,11 +43,11 @@ def test_the_work_grows_linearly_with_the_reply(name: str, unit: str | None) -> 
             return "```python\n" + CODE.strip() + "\n\n" + (CODE * times * 4) + "```\n"
         return unit * times
 
-    small, small_shown = fed(reply(10))
-    large, large_shown = fed(reply(100))
+    small, small_shown = fed(reply(20))
+    large, large_shown = fed(reply(200))
     assert large.parsed_chars < 15 * small.parsed_chars, (small.parsed_chars, large.parsed_chars)
     # ...and the whole reply was parsed, at least once
-    assert large.parsed_chars >= len(reply(100))
+    assert large.parsed_chars >= len(reply(200))
     assert small_shown == small.text() and large_shown == large.text()
 
 
