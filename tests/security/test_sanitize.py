@@ -5,7 +5,9 @@ nothing executable, while plain text, markdown and code pass unchanged. What cou
 is decided here by an independent checker (`executable`): Python's `html.parser` over the output
 plus the markdown link targets a CommonMark renderer would turn into `href`/`src`, skipping only
 what a CommonMark renderer shows as code (fenced blocks at the start of a line, matched backtick
-runs in a paragraph that is not raw HTML).
+runs in a paragraph that is not raw HTML). The property tests check what the widget would run
+exactly: the HTML markdown-it-py's CommonMark renderer (raw HTML on, every link kept) makes of the
+output, parsed by the same `html.parser` finder (`rendered_problems`, `rendered_images`).
 """
 
 from __future__ import annotations
