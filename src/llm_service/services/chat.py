@@ -223,7 +223,8 @@ async def chat(
     cost = spend.cost(model, completion.input_tokens, completion.output_tokens)
     runtime.metrics.usage(provider, model, completion.input_tokens, completion.output_tokens,
                           cost)
-    reply = sanitize(completion.text)
+    hosts = runtime.settings.allowed_image_hosts
+    reply = sanitize(completion.text, image_hosts=hosts)
     try:
         async with runtime.autocommit.connect() as conn:
             _, reply_id = await history.store_messages(
@@ -231,7 +232,8 @@ async def chat(
                 user.user_id,
                 provider,
                 [
-                    NewMessage("user", sanitize(body.message), completion.input_tokens),
+                    NewMessage("user", sanitize(body.message, image_hosts=hosts),
+                               completion.input_tokens),
                     NewMessage("assistant", reply, completion.output_tokens, model=model,
                                input_tokens=completion.input_tokens,
                                output_tokens=completion.output_tokens, cost_usd=cost),

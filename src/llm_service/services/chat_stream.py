@@ -100,7 +100,7 @@ class ChatStream:
         self._first = first
         self._events = events
         self._usage = _Usage()
-        self._text = StreamSanitizer()
+        self._text = StreamSanitizer(image_hosts=runtime.settings.allowed_image_hosts)
 
     async def sse(self, request_id: str, on_end: Callable[[], None]) -> AsyncIterator[bytes]:
         """The response body. `on_end` runs once the stream is over, however it ends."""
@@ -188,7 +188,8 @@ class ChatStream:
         output_tokens = usage.output_tokens
         if output_tokens is None:
             output_tokens = estimate_tokens(self._text.raw)
-        reply = sanitize(self._text.raw)
+        reply = self._text.text()
+        hosts = self._runtime.settings.allowed_image_hosts
         model = usage.model or self._prepared.configured_model
         cost = self._spend.cost(model, input_tokens, output_tokens)
         self._runtime.metrics.usage(self._provider, model, input_tokens, output_tokens, cost)
@@ -198,7 +199,8 @@ class ChatStream:
                     _, reply_id = await history.store_messages(
                         conn, self._user_id, self._provider,
                         [
-                            NewMessage("user", sanitize(self._body.message), input_tokens,
+                            NewMessage("user", sanitize(self._body.message, image_hosts=hosts),
+                                       input_tokens,
                                        tokens_estimated=estimated),
                             NewMessage("assistant", reply, output_tokens,
                                        interrupted=interrupted, tokens_estimated=estimated,
