@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     jwt_user_id_claim: str = Field("user_id", alias="JWT_USER_ID_CLAIM")
     jwt_subject_claim: str = Field("sub", alias="JWT_SUBJECT_CLAIM")
     jwt_role_claim: str = Field("role", alias="JWT_ROLE_CLAIM")
+    # When set, tokens must carry this `aud` / `iss`; unset, those claims are not checked.
+    jwt_audience: str | None = Field(None, alias="JWT_AUDIENCE")
+    jwt_issuer: str | None = Field(None, alias="JWT_ISSUER")
 
     encryption_key: str | None = Field(None, alias="ENCRYPTION_KEY")
     encryption_keys_previous: Annotated[list[str], NoDecode] = Field(
