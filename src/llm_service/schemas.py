@@ -103,11 +103,15 @@ _ASCII_SPACE = " \t\n\r\f\v"
 
 
 def _storable(value: str) -> str:
-    """Text must be valid Unicode (JSON can carry lone surrogates; no database stores them)."""
+    """Text must be valid Unicode (JSON can carry lone surrogates; no database stores them) and
+    free of NUL (U+0000), which PostgreSQL's text columns refuse: refused here, before the vendor
+    is called and paid."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode text") from None
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters (U+0000)")
     return value
 
 
