@@ -190,9 +190,9 @@ def _redact_overlaps(text: str, api_key: str) -> str:
     case) in the key or one of its base64 forms becomes `[redacted]`: an echoed key survives
     neither upper-casing, nor base64, nor being split into pieces of 8 or more."""
     windows = {
-        form[i : i + _OVERLAP].translate(_ASCII_LOWER)
-        for form in _key_forms(api_key)
-        for i in range(len(form) - _OVERLAP + 1)
+        folded[i : i + _OVERLAP]
+        for folded in (form.translate(_ASCII_LOWER) for form in _key_forms(api_key))
+        for i in range(len(folded) - _OVERLAP + 1)
     }
     folded = text.translate(_ASCII_LOWER)  # keys are ASCII; keeps every index in place
     covered = [False] * len(text)
