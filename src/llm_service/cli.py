@@ -9,17 +9,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from llm_service.logs import configure_logging
 from llm_service.settings import ROLES, ConfigurationError, Settings, load_settings
 
 log = logging.getLogger("llm_service.cli")
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def _serve(settings: Settings) -> int:
@@ -124,14 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(generate_key_hex())
         return 0
-    _configure_logging()
+    configure_logging()  # INFO until the settings say otherwise
     try:
         settings = load_settings()
     except ConfigurationError as exc:
         print(f"llm-service: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.getLogger().setLevel(settings.log_level.upper())
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    configure_logging(settings.log_level)
     if args.command == "serve":
         return _serve(settings)
     if args.command == "migrate":

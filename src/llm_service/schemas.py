@@ -103,11 +103,15 @@ _ASCII_SPACE = " \t\n\r\f\v"
 
 
 def _storable(value: str) -> str:
-    """Text must be valid Unicode (JSON can carry lone surrogates; no database stores them)."""
+    """Text must be valid Unicode (JSON can carry lone surrogates; no database stores them) and
+    free of NUL (U+0000), which PostgreSQL's text columns refuse: refused here, before the vendor
+    is called and paid."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode text") from None
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters (U+0000)")
     return value
 
 
@@ -117,9 +121,14 @@ def _limit(info: ValidationInfo, name: str, default: int) -> int:
     return int(getattr(settings, name, default))
 
 
+# What the schema says of text fields the validators check: no NUL (JSON Schema's own regex).
+_NO_NUL = r"^[^\x00]*$"
+
+
 class ChatHistoryItem(_In):
     role: Literal["user", "assistant"]
-    content: str = Field(description="At most LLM_MAX_MESSAGE_CHARS (32,000) characters.")
+    content: str = Field(description="At most LLM_MAX_MESSAGE_CHARS (32,000) characters, no NUL.",
+                         json_schema_extra={"pattern": _NO_NUL})
 
     @field_validator("content")
     @classmethod
@@ -151,8 +160,11 @@ class ChatIn(_In):
     )
 
     message: str = Field(
-        description="1 to LLM_MAX_MESSAGE_CHARS (32,000) characters after trimming; sent as typed.",
-        json_schema_extra={"pattern": "[^ \t\n\r\f\v]", "maxLength": 32_000},
+        description="1 to LLM_MAX_MESSAGE_CHARS (32,000) characters after trimming, no NUL; sent "
+                    "as typed.",
+        # Something besides ASCII whitespace, and no NUL anywhere.
+        json_schema_extra={"pattern": r"^[^\x00]*[^ \t\n\r\f\v\x00][^\x00]*$",
+                           "maxLength": 32_000},
     )
     history: list[ChatHistoryItem] | None = Field(
         None, description="At most LLM_MAX_HISTORY_ITEMS (100) items, oldest first."

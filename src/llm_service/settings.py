@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     jwt_user_id_claim: str = Field("user_id", alias="JWT_USER_ID_CLAIM")
     jwt_subject_claim: str = Field("sub", alias="JWT_SUBJECT_CLAIM")
     jwt_role_claim: str = Field("role", alias="JWT_ROLE_CLAIM")
+    # When set, tokens must carry this `aud` / `iss`; unset, those claims are not checked.
+    jwt_audience: str | None = Field(None, alias="JWT_AUDIENCE")
+    jwt_issuer: str | None = Field(None, alias="JWT_ISSUER")
 
     encryption_key: str | None = Field(None, alias="ENCRYPTION_KEY")
     encryption_keys_previous: Annotated[list[str], NoDecode] = Field(
@@ -121,6 +124,10 @@ class Settings(BaseSettings):
     upstream_timeout_s: float = Field(60.0, alias="LLM_UPSTREAM_TIMEOUT_S", gt=0)
     upstream_connect_timeout_s: float = Field(5.0, alias="LLM_UPSTREAM_CONNECT_TIMEOUT_S", gt=0)
     upstream_max_retries: int = Field(2, alias="LLM_UPSTREAM_MAX_RETRIES", ge=0, le=10)
+    # A vendor's answer (a whole stream included) larger than this is dropped: 502.
+    max_vendor_response_bytes: int = Field(
+        8 * 1024 * 1024, alias="LLM_MAX_VENDOR_RESPONSE_BYTES", ge=4096
+    )
 
     openai_base_url: str = Field("https://api.openai.com/v1", alias="LLM_OPENAI_BASE_URL")
     gemini_base_url: str = Field(

@@ -93,12 +93,12 @@ async def test_save_is_an_upsert_one_row_per_user_and_provider(api: Api) -> None
 
 async def test_key_is_required_on_creation(api: Api) -> None:
     response = await save(api, {"model": "gpt-4o"})
-    assert response.status_code == 404
+    assert response.status_code == 422
     body = response.json()
-    assert body["code"] == "not_configured"
-    assert body["error"] == (
-        "There is no openai configuration to update yet: send apiKey to create it."
-    )
+    assert body["code"] == "validation_error"
+    reason = "is required: there is no openai configuration to update yet"
+    assert body["details"] == [{"field": "apiKey", "reason": reason}]
+    assert body["error"] == f"Check the request: apiKey: {reason}."
     assert await stored_rows(api) == []
 
 

@@ -55,7 +55,8 @@ async def test_saving_creates_a_separate_row_and_keeps_user_ones_key(api: Api) -
         "/llm/config/openai", json={"model": "gpt-4.1"}, headers=api.auth(2)
     )
     # Without a key user 2 has nothing to update: the same answer as for any new user.
-    assert update.status_code == 404
+    assert update.status_code == 422
+    assert update.json()["details"][0]["field"] == "apiKey"
     await api.client.post(
         "/llm/config/openai", json={"apiKey": "sk-user-two-key-1111"}, headers=api.auth(2)
     )

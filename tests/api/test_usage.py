@@ -105,11 +105,33 @@ async def test_from_after_to_is_an_empty_period(api: Api) -> None:
     assert body["groups"] == [] and body["total"]["requests"] == 0
 
 
-@pytest.mark.parametrize("query", ["?groupBy=week", "?from=yesterday", "?to=2026-13-01"])
+@pytest.mark.parametrize("query", [
+    "?groupBy=week", "?from=yesterday", "?to=2026-13-01", "?to=9999-12-31",
+    "?from=9999-12-31&to=9999-12-31", "?from=2025-01-01&to=2026-01-02",
+    "?from=0001-01-01&to=9999-12-30",
+])
 async def test_bad_periods_and_groupings_are_422(api: Api, query: str) -> None:
     response = await api.client.get(f"/llm/usage{query}", headers=api.auth(1))
     assert response.status_code == 422
     assert response.json()["code"] == "validation_error"
+
+
+@pytest.mark.parametrize("query", ["?to=9999-12-31", "?from=2025-01-01&to=2026-01-02"])
+async def test_admin_usage_refuses_the_same_periods(api: Api, query: str) -> None:
+    response = await api.client.get(f"/llm/admin/usage{query}", headers=api.auth(1, "ADMIN"))
+    assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == "to"
+
+
+async def test_a_period_of_366_days_is_accepted(api: Api) -> None:
+    await insert_reply(api, 1, datetime(2024, 12, 31, 12, tzinfo=UTC), (1, 1), "0.1")
+    body = await usage(api, "?from=2024-01-01&to=2024-12-31")  # a leap year: 366 days
+    assert body["total"]["requests"] == 1
+
+
+async def test_the_last_usable_day_is_not_an_error(api: Api) -> None:
+    body = await usage(api, "?from=9999-12-30&to=9999-12-30")
+    assert body["total"]["requests"] == 0
 
 
 async def test_limits_without_a_budget(api: Api) -> None:

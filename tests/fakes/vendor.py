@@ -53,6 +53,10 @@ wins over the global one; with ``times`` it applies to that many requests, then 
 * ``bad_request``   400 in the vendor's shape, "unknown model".
 * ``malformed``     200 ``application/json`` whose body is not JSON; a streaming request gets a
                     200 event stream whose first event carries broken JSON.
+* ``oversized``     a normal answer whose reply is padded with ``oversize_bytes`` (default
+                    9 MiB) of ``x``: a valid body (or stream) too large to be worth reading.
+* ``echo_key``      400 in the vendor's shape whose message echoes the request's key transformed:
+                    upper-cased, base64-encoded and split in two halves around a space.
 * ``hang``          never answers: waits until the client goes away (recorded as
                     ``disconnected_at``), the server stops (then 503), or ``hang_seconds``
                     (default 300) pass (then answers like ``server_error``). Also for streams:
@@ -76,7 +80,7 @@ answers an unknown model with 404 (OpenAI, Claude, Gemini), this fake answers 40
 Claude errors carry a ``request-id`` header; Qwen and Claude bodies a request id.
 
 Options (defaults from the ``FakeVendor`` constructor): ``pieces``, ``delay``, ``retry_after``,
-``hang_seconds``, ``error_after``, ``stream_error_style``.
+``hang_seconds``, ``error_after``, ``stream_error_style``, ``oversize_bytes``.
 
 Control endpoints: ``POST /_fake/behaviour``, ``GET /_fake/behaviour``, ``POST /_fake/reset``,
 ``GET /_fake/requests[?provider=...]`` (raw header values, keys included: it is a fake).
@@ -95,6 +99,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import copy
 import dataclasses
@@ -124,6 +129,8 @@ MODES: tuple[str, ...] = (
     "malformed",
     "hang",
     "stream_error",
+    "oversized",
+    "echo_key",
 )
 BASE_PATHS: dict[str, str] = {
     "openai": "/openai/v1",
@@ -140,6 +147,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "hang_seconds": 300.0,
     "error_after": 2,
     "stream_error_style": None,  # None: the vendor's default ("event", or "close" for HF)
+    "oversize_bytes": 9 * 1024 * 1024,  # just over the service's default answer cap (8 MiB)
 }
 BAD_KEY_PREFIX = "bad"
 MALFORMED_BODY = b'{"id": "fake-malformed", "choices": [{"message": '
@@ -151,7 +159,7 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
-    for name in ("pieces", "error_after"):
+    for name in ("pieces", "error_after", "oversize_bytes"):
         if name in options and (not isinstance(options[name], int) or options[name] < 0):
             raise ValueError(f"{name} must be a non-negative integer")
     if options.get("pieces") == 0:
@@ -1063,6 +1071,13 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
         return fail("invalid", str(exc))
     if mode == "bad_request":
         return fail("bad_request", chat.model)
+    if mode == "echo_key":
+        half = len(key) // 2
+        echoed = base64.b64encode(key.encode()).decode()
+        return fail("invalid", f"Key {key.upper()} ({echoed}) is not valid here: "
+                               f"{key[:half]} {key[half:]}")
+    if mode == "oversized":
+        chat = dataclasses.replace(chat, last_user=chat.last_user + "x" * options["oversize_bytes"])
     if not chat.stream or not chat.sse:
         if mode == "malformed":
             return JSONBodyResponse(state, record, 200, None, raw=MALFORMED_BODY)

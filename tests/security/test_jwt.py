@@ -54,6 +54,8 @@ def bad_tokens() -> dict[str, str]:
         "user id negative": signed(claims(user_id=-5)),
         "user id boolean": signed(claims(user_id=True)),
         "user id float": signed(claims(user_id=1.5)),
+        "user id of 5,000 digits": signed(claims(user_id="9" * 5000)),
+        "user id over BIGINT": signed(claims(user_id=2**63)),
         "no user id": signed({"role": "CLIENT", "exp": now + 600}),
         "garbage": "not-a-jwt",
         "two parts": f"{head}.{payload}",
@@ -113,7 +115,7 @@ async def test_bearer_scheme_is_case_insensitive(api: Api) -> None:
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("role", ["CLIENT", "STAFF", "ADMIN", "client", None])
+@pytest.mark.parametrize("role", ["CLIENT", "STAFF", "ADMIN", None])
 async def test_known_roles_and_no_role_may_use_the_assistant(api: Api, role: str | None) -> None:
     token = signed(claims(role=role) if role else {k: v for k, v in claims().items()
                                                     if k != "role"})
@@ -121,8 +123,15 @@ async def test_known_roles_and_no_role_may_use_the_assistant(api: Api, role: str
     assert response.status_code == 200
 
 
-async def test_unknown_role_is_403(api: Api) -> None:
-    token = signed(claims(role="ROOT"))
+@pytest.mark.parametrize("role", ["ROOT", "admin", "adm\u0131n", "client"])
+async def test_unknown_role_is_403(api: Api, role: str) -> None:
+    token = signed(claims(role=role))
     response = await api.client.get("/llm/configs", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 403
     assert response.json()["code"] == "forbidden"
+
+
+async def test_a_numeric_sub_beside_user_id_is_accepted(api: Api) -> None:
+    token = signed(claims(sub=1))
+    response = await api.client.get("/llm/configs", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200

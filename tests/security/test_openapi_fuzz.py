@@ -23,6 +23,7 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from llm_service.app import create_app
 from llm_service.security.jwt import issue_token
@@ -135,6 +136,15 @@ def seeded(served: Served, auth_headers: dict[str, str]) -> Served:
     return served
 
 
+def refused_period(case: Any, response: Any) -> bool:
+    """JSON Schema cannot relate `from` to `to`: a usage period over 366 days (or ending on
+    9999-12-31) is 422 although each date alone is schema-valid. Only that refusal is excused."""
+    if "/usage" not in case.operation.path or response.status_code != 422:
+        return False
+    reasons = {d.get("reason") for d in response.json().get("details", [])}
+    return bool(reasons & {"the period is longer than 366 days", "after the last usable day"})
+
+
 @schema.parametrize()
 @settings(
     max_examples=30,
@@ -157,7 +167,8 @@ def test_every_operation_conforms_to_the_schema(
     try:
         if case.operation.path.startswith("/llm/chat/") and response.status_code == 200:
             assert len(fake_vendor.requests) > vendor_calls, "a chat answered without the vendor"
-        case.validate_response(response, headers=auth_headers)
+        excluded = [positive_data_acceptance] if refused_period(case, response) else []
+        case.validate_response(response, headers=auth_headers, excluded_checks=excluded)
     except BaseException:
         FAILED.setdefault(backend_of(database_url), set()).add(case.operation.label)
         raise

@@ -21,7 +21,7 @@ def token(claims: dict[str, object], alg: str = "HS256") -> str:
 
 
 def test_user_id_and_role(tmp_path: Path) -> None:
-    principal = decoder(tmp_path).decode(token({"user_id": 42, "role": "staff"}))
+    principal = decoder(tmp_path).decode(token({"user_id": 42, "role": "STAFF"}))
     assert principal == Principal(user_id=42, role="STAFF")
 
 
@@ -61,3 +61,63 @@ def test_issued_tokens_decode(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, "sqlite+aiosqlite://")
     issued = issue_token(settings, user_id=3, role="ADMIN", ttl_s=60)
     assert TokenDecoder(settings).decode(issued) == Principal(3, "ADMIN")
+
+
+@pytest.mark.parametrize("role", ["admin", "Admin", "adm\u0131n", "ADMIN ", "client", "", 7])
+def test_roles_compare_exactly(tmp_path: Path, role: object) -> None:
+    # "" is the one spelling of "no role" besides leaving the claim out (CLIENT).
+    if role == "":
+        assert decoder(tmp_path).decode(token({"user_id": 1, "role": role})).role == "CLIENT"
+        return
+    with pytest.raises(UnknownRole):
+        decoder(tmp_path).decode(token({"user_id": 1, "role": role}))
+
+
+def test_a_numeric_sub_beside_user_id_is_accepted(tmp_path: Path) -> None:
+    assert decoder(tmp_path).decode(token({"user_id": 5, "sub": 5})).user_id == 5
+
+
+def test_a_numeric_sub_alone_is_the_user_id(tmp_path: Path) -> None:
+    assert decoder(tmp_path).decode(token({"sub": 12})).user_id == 12
+
+
+@pytest.mark.parametrize("value", [2**63 - 1, str(2**63 - 1), "0009"])
+def test_largest_user_id_and_leading_zeros_are_accepted(tmp_path: Path, value: object) -> None:
+    assert decoder(tmp_path).decode(token({"user_id": value})).user_id == int(str(value))
+
+
+@pytest.mark.parametrize(
+    "value", ["9" * 5000, 10**4000, str(2**63), "\uff11\uff12", "1e3", 3.0, -1]
+)
+def test_out_of_range_or_odd_user_ids_are_refused(tmp_path: Path, value: object) -> None:
+    with pytest.raises(InvalidToken):
+        decoder(tmp_path).decode(token({"user_id": value}))
+
+
+def test_aud_is_not_checked_when_no_audience_is_set(tmp_path: Path) -> None:
+    assert decoder(tmp_path).decode(token({"user_id": 1, "aud": "elsewhere"})).user_id == 1
+
+
+def test_audience_when_set_is_required_and_checked(tmp_path: Path) -> None:
+    strict = decoder(tmp_path, JWT_AUDIENCE="llm-service")
+    assert strict.decode(token({"user_id": 1, "aud": "llm-service"})).user_id == 1
+    assert strict.decode(token({"user_id": 1, "aud": ["x", "llm-service"]})).user_id == 1
+    for claims in ({"user_id": 1}, {"user_id": 1, "aud": "other"}):
+        with pytest.raises(InvalidToken):
+            strict.decode(token(claims))
+
+
+def test_issuer_when_set_is_required_and_checked(tmp_path: Path) -> None:
+    strict = decoder(tmp_path, JWT_ISSUER="https://auth.example")
+    assert strict.decode(token({"user_id": 1, "iss": "https://auth.example"})).user_id == 1
+    for claims in ({"user_id": 1}, {"user_id": 1, "iss": "https://evil.example"}):
+        with pytest.raises(InvalidToken):
+            strict.decode(token(claims))
+    assert decoder(tmp_path).decode(token({"user_id": 1, "iss": "anyone"})).user_id == 1
+
+
+def test_issue_token_uses_the_configured_algorithm(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "sqlite+aiosqlite://", JWT_ALGORITHM="HS384")
+    issued = issue_token(settings, user_id=3, role="STAFF", ttl_s=60)
+    assert jwt.get_unverified_header(issued)["alg"] == "HS384"
+    assert TokenDecoder(settings).decode(issued) == Principal(3, "STAFF")

@@ -39,7 +39,8 @@ async def list_configs(user: CurrentUser, session: SessionDep) -> JSONResponse:
     summary="Create or update the user's configuration of a provider",
     description=(
         "An upsert, one row per (user, provider). `apiKey` is required the first time (without "
-        "it, a provider not yet configured is 404 `not_configured`); on an update, left-out "
+        "it, a provider not yet configured is 422 `validation_error` on `apiKey`); on an "
+        "update, left-out "
         "fields keep their stored values. Defaults on creation: the provider's "
         "default model, temperature 0.7, maxTokens 2048. `null` is refused."
     ),

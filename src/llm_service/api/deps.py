@@ -126,9 +126,28 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# No body of the contract nests deeper than 4; past this a body is refused, never walked further
+# (orjson stops at 1024 levels and the standard library's parser then raises RecursionError).
+MAX_JSON_DEPTH = 64
+
+
+def _too_deep(data: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `data` nests arrays and objects more than `limit` levels deep (iteratively)."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = []
+    if isinstance(data, dict | list):
+        stack.append((data, 1))
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def json_body(model: type[ModelT]) -> Callable[..., Any]:
     """A dependency reading the body as `model`: 413 over the size limit (before parsing),
-    422 when it is not a JSON object or does not validate."""
+    422 when it is not a JSON object, nests past MAX_JSON_DEPTH or does not validate."""
 
     async def read(request: Request, runtime: RuntimeDep) -> ModelT:
         raw = await _read_limited(request, runtime.settings.max_body_bytes)
@@ -137,18 +156,28 @@ def json_body(model: type[ModelT]) -> Callable[..., Any]:
         except ValueError:
             try:  # valid JSON orjson refuses: lone surrogate escapes (text fields refuse them)
                 data = json.loads(raw)
+            except RecursionError:
+                raise _nested_too_deep() from None
             except ValueError:
                 raise validation_error(
                     [{"loc": ("body",), "msg": "the body is not valid JSON"}]
                 ) from None
         if not isinstance(data, dict):
             raise validation_error([{"loc": ("body",), "msg": "the body must be a JSON object"}])
+        if _too_deep(data):
+            raise _nested_too_deep()
         try:
             return model.model_validate(data, context={"settings": runtime.settings})
         except ValidationError as exc:
             raise validation_error(exc.errors(include_input=False, include_url=False)) from None
 
     return read
+
+
+def _nested_too_deep() -> ServiceError:
+    return validation_error(
+        [{"loc": ("body",), "msg": f"the body nests deeper than {MAX_JSON_DEPTH} levels"}]
+    )
 
 
 # Schemas of bodies read with `json_body`, added to the OpenAPI components by `add_body_schemas`.

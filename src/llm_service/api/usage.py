@@ -17,22 +17,36 @@ from llm_service.services import budgets, usage
 
 router = APIRouter(prefix="/llm", tags=["usage"])
 
+MAX_PERIOD_DAYS = 366
+
+
+def _bad_period(field: str, sentence: str, reason: str) -> ServiceError:
+    return ServiceError(422, "validation_error", f"Check the request: {field} {sentence}.",
+                        details=[{"field": field, "reason": reason}])
+
+
 def _day(value: str | None, field: str) -> date | None:
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
-        raise ServiceError(422, "validation_error",
-                           f"Check the request: {field} must be a date like 2026-11-01.",
-                           details=[{"field": field, "reason": "not a date (YYYY-MM-DD)"}]
-                           ) from None
+        raise _bad_period(field, "must be a date like 2026-11-01",
+                          "not a date (YYYY-MM-DD)") from None
+    if day == date.max:  # the period ends at the next midnight, which does not exist
+        raise _bad_period(field, "must be 9999-12-30 or earlier", "after the last usable day")
+    return day
 
 
 def _period(start: str | None, end: str | None) -> tuple[date, date]:
-    """The UTC days asked for; `from` after `to` is an empty period (all figures zero)."""
+    """The UTC days asked for, at most MAX_PERIOD_DAYS of them; `from` after `to` is an empty
+    period (all figures zero)."""
     today = utcnow().date()
-    return _day(start, "from") or today.replace(day=1), _day(end, "to") or today
+    first, last = _day(start, "from") or today.replace(day=1), _day(end, "to") or today
+    if (last - first).days + 1 > MAX_PERIOD_DAYS:
+        raise _bad_period("to", f"must be at most {MAX_PERIOD_DAYS} days after from",
+                          f"the period is longer than {MAX_PERIOD_DAYS} days")
+    return first, last
 
 
 _DATE = {"format": "date"}

@@ -9,6 +9,7 @@ never state of the adapter.
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from abc import ABC, abstractmethod
@@ -164,17 +165,66 @@ def retry_after_seconds(headers: Mapping[str, str] | httpx2.Headers | None) -> i
 _KEYLIKE = re.compile(r"(?<![A-Za-z0-9])(?:sk-ant-|sk-|hf_|AIza|Bearer\s+)[A-Za-z0-9_\-*.]{4,}")
 _LABELLED_KEY = re.compile(r"(?i)(api[_ -]?key(?: provided)?\s*[:=]\s*)[A-Za-z0-9_\-*.]{6,}")
 _MAX_DETAIL = 300
+# Read at most this much of a vendor's message: enough for any real reason, bounded work.
+_MAX_SCRUBBED = 4 * _MAX_DETAIL
+# Any run of this many characters shared with the key (any case) is key material.
+_OVERLAP = 8
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _key_forms(api_key: str) -> list[str]:
+    """The key and its base64 encodings (standard and URL-safe) at each of the three byte
+    alignments it can take inside a longer encoded value, minus the characters the
+    surrounding bytes also shape."""
+    raw = api_key.encode()
+    forms = [api_key]
+    for pad in range(3):
+        encoded = base64.b64encode(b"\0" * pad + raw).decode().rstrip("=")
+        core = encoded[(pad * 4 + 2) // 3 : len(encoded) - 3]  # drop what the padding shaped
+        forms += [core, core.replace("+", "-").replace("/", "_")]
+    return [form for form in forms if len(form) >= _OVERLAP]
+
+
+def _redact_overlaps(text: str, api_key: str) -> str:
+    """Every stretch of `text` covered by an 8-character window that also occurs (ignoring
+    case) in the key or one of its base64 forms becomes `[redacted]`: an echoed key survives
+    neither upper-casing, nor base64, nor being split into pieces of 8 or more."""
+    windows = {
+        folded[i : i + _OVERLAP]
+        for folded in (form.translate(_ASCII_LOWER) for form in _key_forms(api_key))
+        for i in range(len(folded) - _OVERLAP + 1)
+    }
+    folded = text.translate(_ASCII_LOWER)  # keys are ASCII; keeps every index in place
+    covered = [False] * len(text)
+    for i in range(len(text) - _OVERLAP + 1):
+        if folded[i : i + _OVERLAP] in windows:
+            covered[i : i + _OVERLAP] = [True] * _OVERLAP
+    pieces: list[str] = []
+    for i, char in enumerate(text):
+        if not covered[i]:
+            pieces.append(char)
+        elif i == 0 or not covered[i - 1]:
+            pieces.append("[redacted]")
+    return "".join(pieces)
 
 
 def scrub(text: str | None, api_key: str) -> str | None:
-    """A vendor's message made safe to show and log: the key and anything key-like removed."""
+    """A vendor's message made safe to show and log: the key, any 8 characters of it in any
+    case, its base64 forms, and anything key-like removed."""
     if not text:
         return None
-    cleaned = text.replace(api_key, "[redacted]") if api_key else text
+    cleaned = text[:_MAX_SCRUBBED]
+    if api_key:
+        cleaned = _redact_overlaps(cleaned.replace(api_key, "[redacted]"), api_key)
     cleaned = _LABELLED_KEY.sub(r"\1[redacted]", cleaned)
     cleaned = _KEYLIKE.sub("[redacted]", cleaned)
     cleaned = " ".join(cleaned.split())
     return cleaned[:_MAX_DETAIL] or None
+
+
+class VendorAnswerTooLarge(httpx2.ReadError):
+    """A vendor's answer grew past LLM_MAX_VENDOR_RESPONSE_BYTES (raised while it is read, by the
+    shared client's transport): the answer is dropped, not retried."""
 
 
 def transport_failure(exc: BaseException) -> ProviderError:
@@ -183,6 +233,8 @@ def transport_failure(exc: BaseException) -> ProviderError:
     transport reports a refused connection that way); a request that was sent and then timed out
     is not."""
     cause = exc if isinstance(exc, httpx2.HTTPError) else exc.__cause__ or exc.__context__
+    if isinstance(cause, VendorAnswerTooLarge):
+        return ProviderError(FailureKind.MALFORMED, detail=str(cause))
     if isinstance(cause, httpx2.TimeoutException) and not isinstance(cause, httpx2.ConnectTimeout):
         return ProviderError(FailureKind.TIMEOUT)
     return ProviderError(FailureKind.UPSTREAM)

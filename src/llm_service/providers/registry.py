@@ -28,6 +28,7 @@ from llm_service.providers.base import (
     Provider,
     ProviderError,
     StreamEvent,
+    VendorAnswerTooLarge,
 )
 from llm_service.providers.claude import ClaudeProvider
 from llm_service.providers.gemini import GeminiProvider
@@ -37,12 +38,75 @@ from llm_service.providers.qwen import QwenProvider
 from llm_service.settings import Settings
 
 
+def _too_large(limit: int) -> VendorAnswerTooLarge:
+    return VendorAnswerTooLarge(
+        f"its answer is larger than {limit} bytes (LLM_MAX_VENDOR_RESPONSE_BYTES)"
+    )
+
+
+class _CappedStream(httpx2.AsyncByteStream):
+    """A response body that raises VendorAnswerTooLarge once more than `limit` bytes arrived,
+    so a hostile or broken vendor cannot fill the process's memory."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream, limit: int) -> None:
+        self._inner, self._limit = inner, limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        received = 0
+        async for chunk in self._inner:
+            received += len(chunk)
+            if received > self._limit:
+                raise _too_large(self._limit)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _CappedTransport(httpx2.AsyncBaseTransport):
+    """Wraps the pool's transport: a declared Content-Length over the limit is refused before the
+    body is read, and any body (chunked, streamed) is cut at the limit while it is read."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, limit: int) -> None:
+        self._inner, self._limit = inner, limit
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._inner.handle_async_request(request)
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._limit:
+            await response.aclose()
+            raise _too_large(self._limit)
+        response.stream = _CappedStream(response.stream, self._limit)  # type: ignore[arg-type]
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _VendorClient(openai.DefaultAioHttpClient):  # type: ignore[misc,valid-type]
+    """The SDKs' aiohttp client with every transport (direct or through a proxy) capped."""
+
+    def __init__(self, *, max_response_bytes: int, **kwargs: object) -> None:
+        self._max_response_bytes = max_response_bytes
+        super().__init__(**kwargs)
+
+    def _init_transport(self, *args: object, **kwargs: object) -> httpx2.AsyncBaseTransport:
+        return _CappedTransport(super()._init_transport(*args, **kwargs),
+                                self._max_response_bytes)
+
+    def _init_proxy_transport(self, *args: object, **kwargs: object) -> httpx2.AsyncBaseTransport:
+        return _CappedTransport(super()._init_proxy_transport(*args, **kwargs),
+                                self._max_response_bytes)
+
+
 def make_http_client(settings: Settings) -> httpx2.AsyncClient:
     """The one connection pool every vendor call goes through: an `httpx2.AsyncClient` (what all
     three SDKs accept) on aiohttp's transport, the `openai[aiohttp]` extra. Measured on the
     benchmark's machine, httpx2's own pool spends about 0.4 ms more CPU per request, and more as
-    connections grow (it checks every idle connection on each request)."""
-    return openai.DefaultAioHttpClient(
+    connections grow (it checks every idle connection on each request). Every answer is capped
+    at `LLM_MAX_VENDOR_RESPONSE_BYTES` (a 502 `provider_error` above it)."""
+    return _VendorClient(
+        max_response_bytes=settings.max_vendor_response_bytes,
         timeout=httpx2.Timeout(
             settings.upstream_timeout_s, connect=settings.upstream_connect_timeout_s
         ),

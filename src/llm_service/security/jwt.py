@@ -1,5 +1,12 @@
 """JWT issued by the platform's auth service: decoding (pinned algorithm, `exp` required) and,
-for operators and development, issuing."""
+for operators and development, issuing.
+
+Roles are compared exactly: `CLIENT`, `STAFF`, `ADMIN` as the contract spells them; any other
+string (`admin`, `Admin`, the dotless `adm\u0131n` that `str.upper()` would turn into `ADMIN`) is an
+unknown role (403). The user id is validated here, not by PyJWT: its `sub` check wants a string,
+while the platform puts a number beside `user_id`. `aud` and `iss` are checked only when
+`JWT_AUDIENCE` / `JWT_ISSUER` are set (then required); unset, a token carrying them is accepted.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,14 @@ import time
 from dataclasses import dataclass
 
 import jwt
+from jwt.types import Options
 
 from llm_service.settings import ROLES, Settings
 
+# The id columns are BIGINT; 19 digits bound the string before int() parses it (a 5,000-digit
+# string would otherwise hit Python's int-parsing limit, a 500).
 _MAX_USER_ID = 2**63 - 1
+_MAX_USER_ID_DIGITS = len(str(_MAX_USER_ID))
 
 
 class InvalidToken(Exception):
@@ -37,6 +48,8 @@ def _user_id(value: object) -> int:
     if isinstance(value, int):
         user_id = value
     elif isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value.lstrip("0")) > _MAX_USER_ID_DIGITS:
+            raise InvalidToken("user id out of range")
         user_id = int(value)
     else:
         raise InvalidToken("user id is not an integer")
@@ -53,6 +66,21 @@ class TokenDecoder:
         self._leeway = settings.jwt_leeway_s
         self._id_claims = (settings.jwt_user_id_claim, settings.jwt_subject_claim)
         self._role_claim = settings.jwt_role_claim
+        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
+        required = ["exp"]
+        if self._audience:
+            required.append("aud")
+        if self._issuer:
+            required.append("iss")
+        self._options: Options = {
+            "require": required,
+            "verify_aud": bool(self._audience),
+            "verify_iss": bool(self._issuer),
+            # Our own id check below; PyJWT's refuses the numeric `sub` the platform may send.
+            "verify_sub": False,
+            "verify_jti": False,
+        }
 
     def decode(self, token: str) -> Principal:
         try:
@@ -60,7 +88,9 @@ class TokenDecoder:
                 token,
                 self._secret,
                 algorithms=self._algorithms,
-                options={"require": ["exp"], "verify_aud": False},
+                options=self._options,
+                audience=self._audience,
+                issuer=self._issuer,
                 leeway=self._leeway,
             )
         except jwt.PyJWTError as exc:
@@ -71,9 +101,9 @@ class TokenDecoder:
         role = claims.get(self._role_claim)
         if role is None or role == "":
             role = "CLIENT"
-        if not isinstance(role, str) or role.upper() not in ROLES:
+        if role not in ROLES:
             raise UnknownRole()
-        return Principal(user_id=_user_id(raw_id), role=role.upper())
+        return Principal(user_id=_user_id(raw_id), role=role)
 
 
 def issue_token(settings: Settings, *, user_id: int, role: str, ttl_s: int = 86_400) -> str:

@@ -93,7 +93,7 @@ def provider_failure(error: ProviderError, name: str, timeout_s: float) -> Servi
         return ServiceError(
             502,
             "provider_error",
-            f"{name} sent an answer that could not be read: try again in a moment.",
+            f"{name} sent an answer that could not be read{reason}: try again in a moment.",
         )
     status = f" (HTTP {error.status})" if error.status else ""
     return ServiceError(

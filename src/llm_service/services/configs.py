@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from llm_service.db.models import LLMConfig, utcnow
-from llm_service.errors import ServiceError
+from llm_service.errors import ServiceError, validation_error
 from llm_service.schemas import ConfigIn
 from llm_service.security.crypto import Keyring, KeyUnreadable
 from llm_service.settings import Settings
@@ -52,12 +52,11 @@ def config_values(
 
 
 def _missing_api_key(provider: str) -> ServiceError:
-    # The body is valid; what is missing is the configuration it would update.
-    return ServiceError(
-        404,
-        "not_configured",
-        f"There is no {provider} configuration to update yet: send apiKey to create it.",
-    )
+    # The contract calls apiKey required while the provider is not configured: a field error.
+    return validation_error([{
+        "loc": ("apiKey",),
+        "msg": f"is required: there is no {provider} configuration to update yet",
+    }])
 
 
 def _insert(dialect: str) -> Any:
