@@ -82,7 +82,9 @@ class CuttableProxy:
 
 
 @pytest.fixture
-async def cut_api(tmp_path: Path, fake_vendor: FakeVendor) -> AsyncIterator[tuple[Api, CuttableProxy]]:
+async def cut_api(
+    tmp_path: Path, fake_vendor: FakeVendor
+) -> AsyncIterator[tuple[Api, CuttableProxy]]:
     direct = await create_pg_database("llm_cut")
     host_port = direct.split("@", 1)[1].split("/", 1)[0]
     proxy = CuttableProxy(int(host_port.rsplit(":", 1)[1]))
