@@ -9,6 +9,7 @@ included, which a test cannot bring about on demand.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -91,10 +92,8 @@ def cluster() -> Iterator[Cluster]:
         yield cluster
     finally:
         if started:
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
                 cluster.stop("immediate")
-            except subprocess.CalledProcessError:
-                pass  # already stopped by the test
         shutil.rmtree(root, ignore_errors=True)
 
 
