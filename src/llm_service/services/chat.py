@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from tenacity import (
@@ -59,6 +59,7 @@ from llm_service.services import budgets, configs, history
 from llm_service.services.history import NewMessage
 
 log = logging.getLogger("llm_service.chat")
+T = TypeVar("T")
 
 # Storing and settling after a paid vendor call: three attempts over about a second, on
 # connection-level failures only (a blip or a failover), then give up and say so.
@@ -70,17 +71,15 @@ TRUNCATED = ("This answer was cut at {cap:,} characters, the most a reply with y
              "may have; ask for a shorter answer.")
 
 
-async def retrying_db_write(what: str, write: Any) -> Any:
+async def retrying_db_write(write: Callable[[], Awaitable[T]]) -> T:
     """`await write()` with the brief retry above; the last failure is raised."""
-    async for attempt in AsyncRetrying(
+    retrying = AsyncRetrying(
         stop=stop_after_attempt(DB_WRITE_ATTEMPTS),
         wait=wait_exponential(multiplier=0.2, max=1.0),
         retry=retry_if_exception(is_database_outage),
         reraise=True,
-    ):
-        with attempt:
-            return await write()
-    raise AssertionError(what)  # unreachable: tenacity returns or raises
+    )
+    return await retrying(write)
 
 
 def reply_cap(runtime: Runtime, request: ChatRequest) -> int:
@@ -135,7 +134,7 @@ async def store_exchange(
 
     try:
         with anyio.CancelScope(shield=True):
-            return int(await retrying_db_write("history", write))
+            return await retrying_db_write(write)
     except Exception as exc:
         if not is_database_outage(exc):
             raise
@@ -267,7 +266,7 @@ class Spend:
 
         with anyio.CancelScope(shield=True):
             try:
-                figures = await retrying_db_write("budget", write)
+                figures = await retrying_db_write(write)
             except Exception as exc:
                 if not is_database_outage(exc):
                     raise
