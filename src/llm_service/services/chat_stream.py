@@ -75,6 +75,13 @@ def deadline_passed(name: str, stream_timeout_s: float) -> ServiceError:
     )
 
 
+def internal_error(request_id: str) -> ServiceError:
+    return ServiceError(
+        500, "internal_error",
+        f"Something went wrong on our side; if it persists, report request id {request_id}.",
+    )
+
+
 def sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
@@ -154,23 +161,26 @@ class ChatStream:
                     error = deadline_passed(name, self._runtime.settings.stream_timeout_s)
                 else:
                     error = provider_failure(exc, name, self._runtime.settings.upstream_timeout_s)
-                await self._store(interrupted=True)
                 stored = True
+                await self._store_partial(request_id)
                 yield sse("error", self._error_body(error, request_id))
                 return
             except Exception:
                 log.exception("request %s: stream failed", request_id)
-                await self._store(interrupted=True)
                 stored = True
-                yield sse("error", self._error_body(ServiceError(
-                    500, "internal_error",
-                    f"Something went wrong on our side; if it persists, report request id "
-                    f"{request_id}."), request_id))
+                await self._store_partial(request_id)
+                yield sse("error", self._error_body(internal_error(request_id), request_id))
                 return
             if rest := self._text.finish():
                 yield sse("delta", {"text": rest})
-            done = await self._store(interrupted=self._truncated)
             stored = True
+            try:
+                done = await self._store(interrupted=self._truncated)
+            except Exception as exc:  # not an outage: those end with `done` and a warning
+                log.error("request %s: storing the stream failed (%s)", request_id,
+                          type(exc).__name__)
+                yield sse("error", self._error_body(internal_error(request_id), request_id))
+                return
             yield sse("done", done)
         except BaseException:  # the client went away: the stream is cancelled
             if not stored:
@@ -262,6 +272,15 @@ class ChatStream:
         if warning:
             done["warning"] = warning
         return done
+
+    async def _store_partial(self, request_id: str) -> None:
+        """Store the partial reply of a failed stream; failing to must not keep the stream from
+        ending with its `error` event."""
+        try:
+            await self._store(interrupted=True)
+        except Exception as exc:
+            log.error("request %s: storing the partial stream failed (%s)", request_id,
+                      type(exc).__name__)
 
     @staticmethod
     def _error_body(error: ServiceError, request_id: str) -> dict[str, Any]:
