@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from sqlalchemy import delete
 
 from llm_service.app import create_app
-from llm_service.db.models import BudgetUsage, ChatMessage, LLMConfig
+from llm_service.db.models import BudgetReservation, BudgetUsage, ChatMessage, LLMConfig
 from llm_service.runtime import Runtime
 from llm_service.security.crypto import generate_key_hex
 from llm_service.security.jwt import issue_token
@@ -165,6 +165,7 @@ async def api(
         await session.execute(delete(ChatMessage))
         await session.execute(delete(LLMConfig))
         await session.execute(delete(BudgetUsage))
+        await session.execute(delete(BudgetReservation))
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
         yield Api(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from llm_service.db import migrate
 from llm_service.db.models import LLMConfig
 from llm_service.db.session import create_engine, create_session_factory
 from llm_service.schemas import ConfigIn
@@ -101,7 +102,7 @@ async def test_migrate_then_rotate_keys_moves_every_row_to_the_current_key(
 ) -> None:
     migrated = run(tmp_path, "migrate", DATABASE_URL=database)
     assert migrated.returncode == 0, migrated.stderr
-    assert "database at revision 0003" in migrated.stdout
+    assert f"database at revision {migrate.head_revision()}" in migrated.stdout
     await store_key(tmp_path, database, OLD, 1, "sk-written-under-old-key")
     await store_key(tmp_path, database, NEW, 2, "sk-written-under-new-key")
 

@@ -72,8 +72,33 @@ def database_unavailable() -> ServiceError:
     )
 
 
+# SQLSTATEs that mean "the database is not there for us right now", not "this query is wrong":
+# class 08 (connection exceptions) by prefix, and these: the database refuses connections
+# (55000, `ALTER DATABASE ... ALLOW_CONNECTIONS false`), administrator/crash shutdown and "starting
+# up / shutting down" (57P01-57P03), too many connections (53300), a dropped database (3D000).
+OUTAGE_SQLSTATES = frozenset({"55000", "57P01", "57P02", "57P03", "53300", "3D000"})
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE behind an error: SQLAlchemy's wrapper (`.orig`), the adapted
+    asyncpg error or asyncpg's own, whichever carries it first along the cause chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for candidate in (current, getattr(current, "orig", None)):
+            state = getattr(candidate, "sqlstate", None)
+            if isinstance(state, str) and state:
+                return state
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def is_database_outage(exc: BaseException) -> bool:
     """Connection-level failures of the database (not bugs such as a bad query)."""
+    state = sqlstate_of(exc)
+    if state is not None and (state in OUTAGE_SQLSTATES or state.startswith("08")):
+        return True
     if isinstance(exc, sa_exc.DBAPIError):
         return exc.connection_invalidated or isinstance(
             exc, sa_exc.OperationalError | sa_exc.InterfaceError

@@ -53,6 +53,9 @@ class NullMetrics:
     def rejected(self, reason: str) -> None:
         pass
 
+    def db_write_failed(self, what: str) -> None:
+        pass
+
 
 class Metrics(NullMetrics):
     enabled = True
@@ -79,6 +82,11 @@ class Metrics(NullMetrics):
         self._rejections = Counter("llm_rejections_total",
                                    "Requests refused by a rate limit, the concurrency cap or a "
                                    "budget.", ["reason"], registry=r)
+        self._db_write_failures = Counter("llm_db_write_failures_total",
+                                          "Writes after a paid vendor call given up on a "
+                                          "database outage (history: an exchange not stored; "
+                                          "budget: a reservation left to expire).", ["what"],
+                                          registry=r)
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         method = method if method in METHODS else OTHER
@@ -101,6 +109,9 @@ class Metrics(NullMetrics):
 
     def rejected(self, reason: str) -> None:
         self._rejections.labels(reason).inc()
+
+    def db_write_failed(self, what: str) -> None:
+        self._db_write_failures.labels(what).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -199,7 +199,8 @@ class ChatOut(BaseModel):
                        description="The model the vendor reports, else the configured one.")
     inputTokens: int = Field(examples=[30])
     outputTokens: int = Field(examples=[15])
-    id: int = Field(examples=[124], description="The id of the stored reply in the history.")
+    id: int | None = Field(examples=[124], description="The id of the stored reply in the "
+                           "history; null when it could not be stored (then `warning` says so).")
 
 
 class ConfigView(BaseModel):

@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     max_vendor_response_bytes: int = Field(
         8 * 1024 * 1024, alias="LLM_MAX_VENDOR_RESPONSE_BYTES", ge=4096
     )
+    # A stream's whole life after its first piece; past it the stream ends with provider_timeout.
+    stream_timeout_s: float = Field(300.0, alias="LLM_STREAM_TIMEOUT_S", gt=0, le=3600)
+    # A reply's hard cap in characters; each chat's cap is min(maxTokens * 8, this).
+    max_reply_chars: int = Field(262_144, alias="LLM_MAX_REPLY_CHARS", ge=1, le=4_000_000)
 
     openai_base_url: str = Field("https://api.openai.com/v1", alias="LLM_OPENAI_BASE_URL")
     gemini_base_url: str = Field(

@@ -4,7 +4,6 @@ vendor server, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -249,18 +248,21 @@ async def test_one_vendor_5xx_is_retried_and_the_chat_succeeds(
     assert len(await stored_messages(api)) == 2
 
 
-async def test_hanging_vendor_is_504_within_the_timeout_plus_a_second(
+async def test_hanging_vendor_is_504_and_the_call_is_closed_not_retried(
     api: Api, provider: str, fake_vendor: FakeVendor
 ) -> None:
     await configure(api, provider)
     fake_vendor.set_behaviour("hang", provider=provider)
-    started = time.monotonic()
     response = await chat(api, provider, {"message": "Hello"})
-    elapsed = time.monotonic() - started
     assert response.status_code == 504
     assert response.json()["code"] == "provider_timeout"
-    assert TEST_UPSTREAM_TIMEOUT_S - 0.1 <= elapsed <= TEST_UPSTREAM_TIMEOUT_S + 1
-    assert len(fake_vendor.requests_for(provider)) == 1  # no retry after a timeout
+    assert f"{TEST_UPSTREAM_TIMEOUT_S:g} seconds" in response.json()["error"]
+    for _ in range(100):  # the service hung up on the vendor (it did not wait for it)
+        (record,) = fake_vendor.requests_for(provider)  # no retry after a timeout
+        if record.disconnected_at is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert record.disconnected_at is not None and record.finished_at is None
     assert await stored_messages(api) == []
 
 

@@ -93,7 +93,7 @@ async def my_limits(user: CurrentUser, runtime: RuntimeDep) -> JSONResponse:
     now = utcnow()
     budget = budgets.budget_for(runtime.settings, user.role)
     month, _, resets = budgets.month_bounds(now)
-    async with runtime.autocommit.connect() as conn:
+    async with runtime.engine.begin() as conn:  # reconciling is a delete and an update
         figures = await budgets.standing(conn, user.user_id, now)
     body: dict[str, Any] = {
         "month": month,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,6 +28,14 @@ def _config(connection: Connection) -> Config:
     config.set_main_option("version_table", VERSION_TABLE)
     config.attributes["connection"] = connection
     return config
+
+
+@cache
+def head_revision() -> str | None:
+    """The newest revision of the bundled migrations (read from disk once per process)."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:

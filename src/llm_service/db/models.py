@@ -1,4 +1,4 @@
-"""The two tables of the platform's plan, as SQLAlchemy 2 models.
+"""The tables of the platform's plan and the service's own, as SQLAlchemy 2 models.
 
 The migration in ``migrations/`` is the source of truth for the schema on disk (it adds the
 foreign keys to ``users(id)`` when the auth service's table exists); these models are what the
@@ -108,6 +108,20 @@ class BudgetUsage(Base):
     reserved_cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), nullable=False, default=0)
 
 
+class BudgetReservation(Base):
+    """A chat's reservation on its user's budget until it settles; past `expires_at` it is
+    leaked (its chat never settled) and `budgets.reconcile` releases it."""
+
+    __tablename__ = "llm_budget_reservations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    month: Mapped[str] = mapped_column(String(7), nullable=False)
+    tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 # Paging reads newest first; id breaks ties between rows written in the same instant.
 Index(
     "ix_llm_chat_history_user_provider_created",
@@ -118,3 +132,5 @@ Index(
 )
 Index("ix_llm_chat_history_user_created", ChatMessage.user_id, ChatMessage.created_at)
 Index("ix_llm_chat_history_created", ChatMessage.created_at)
+Index("ix_llm_budget_reservations_user_expires", BudgetReservation.user_id,
+      BudgetReservation.expires_at)

@@ -114,6 +114,30 @@ class Provider(ABC):
         vendor's connection."""
 
 
+# The largest token count a vendor figure may carry (five times today's largest context window):
+# beyond it the figure is nonsense, and it must fit the history's INTEGER columns.
+MAX_USAGE_TOKENS = 10_000_000
+# A model id as vendors spell them ("gpt-4o-2024-08-06", "models/gemini-2.5-pro",
+# "meta-llama/Llama-3.3-70B-Instruct:fireworks"), at most the column's 100 characters.
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}")
+
+
+def checked_tokens(value: object) -> int | None:
+    """A vendor's token count made safe to store and charge: None (estimate it instead) when it
+    is not a non-negative integer, capped at `MAX_USAGE_TOKENS`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return min(value, MAX_USAGE_TOKENS)
+
+
+def checked_model(value: object, configured: str) -> str:
+    """The model a vendor reports, or the configured one when it reports none or something that
+    is not a model id (too long for the history's column, or outside the id charset)."""
+    if isinstance(value, str) and _MODEL_ID.fullmatch(value):
+        return value
+    return configured
+
+
 def kind_for_status(status: int) -> FailureKind:
     """The usual meaning of a vendor's HTTP status; adapters refine it where a vendor differs."""
     if status in (401, 403):

@@ -4,7 +4,8 @@ end of life in 2025), on the shared httpx2 pool.
 One `genai.Client` is made at start-up with a placeholder key; each call sends the user's key as
 the `x-goog-api-key` header of that request (per-request HTTP options win over the client's), so
 no client is built per request. Our `assistant` role is Gemini's `model`. A bad key is HTTP 400
-with reason `API_KEY_INVALID`, which is an authentication failure here.
+with reason `API_KEY_INVALID`, which is an authentication failure here. Thinking tokens
+(`thoughtsTokenCount`) are billed as output, so they count as output tokens here.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class GeminiProvider(Provider):
                 text=answer.text or "",
                 model=answer.model_version or None,
                 input_tokens=(usage.prompt_token_count or 0) if usage else 0,
-                output_tokens=(usage.candidates_token_count or 0) if usage else 0,
+                output_tokens=(_output_tokens(usage) or 0) if usage else 0,
             )
         except (AttributeError, ValueError, TypeError):
             raise ProviderError(FailureKind.MALFORMED) from None
@@ -89,13 +90,21 @@ class GeminiProvider(Provider):
                 usage = chunk.usage_metadata
                 if usage is not None:
                     yield StreamUsage(chunk.model_version or None, usage.prompt_token_count,
-                                      usage.candidates_token_count)
+                                      _output_tokens(usage))
         except errors.APIError as exc:
             raise _api_failure(exc, api_key) from None
         except httpx2.HTTPError as exc:
             raise transport_failure(exc) from None
         except (ValueError, TypeError):
             raise ProviderError(FailureKind.MALFORMED) from None
+
+
+def _output_tokens(usage: types.GenerateContentResponseUsageMetadata) -> int | None:
+    """The answer's tokens and the thinking ones, both billed as output; None if neither came."""
+    parts = [usage.candidates_token_count, usage.thoughts_token_count]
+    if all(part is None for part in parts):
+        return None
+    return sum(part or 0 for part in parts)
 
 
 def _request(

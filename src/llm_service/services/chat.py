@@ -6,27 +6,49 @@ autocommit connection: the read is one `SELECT` (two without `history` in the re
 one `INSERT` of both rows, so each is a single round trip with no `BEGIN`/`COMMIT` around it, and
 the two rows are stored together because one statement is atomic. A vendor failure stores
 nothing. The vendor gets the message as typed; what is stored and returned is sanitized.
+
+Once the vendor has answered, the user has paid for the answer, so a database failure after it
+never costs them the answer: storing the exchange and settling the budget are each retried
+briefly (`DB_WRITE_ATTEMPTS`, on connection-level failures only), and when storing still fails
+the answer is returned anyway with `id: null` and a `warning` saying it was not saved (logged
+without SQL or content, counted in `llm_db_write_failures_total`). A settlement that still fails
+leaves its reservation to expire (see `budgets`).
+
+What a vendor reports is checked before it is stored or charged (`checked_tokens`,
+`checked_model`: a negative count is replaced by the estimate, an absurd one capped, a model
+name that is no model id replaced by the configured one), and a reply longer than
+`reply_cap` (maxTokens x 8 characters, at most `LLM_MAX_REPLY_CHARS`) is cut there, stored
+marked interrupted and answered with `"truncated": true`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from llm_service.db.models import utcnow
-from llm_service.errors import ServiceError
+from llm_service.errors import ServiceError, is_database_outage
 from llm_service.providers.base import (
     ChatRequest,
     ChatTurn,
     FailureKind,
     Provider,
     ProviderError,
+    checked_model,
+    checked_tokens,
 )
 from llm_service.runtime import Runtime
 from llm_service.schemas import ChatIn
@@ -35,6 +57,91 @@ from llm_service.security.jwt import Principal
 from llm_service.security.sanitize import sanitize
 from llm_service.services import budgets, configs, history
 from llm_service.services.history import NewMessage
+
+log = logging.getLogger("llm_service.chat")
+T = TypeVar("T")
+
+# Storing and settling after a paid vendor call: three attempts over about a second, on
+# connection-level failures only (a blip or a failover), then give up and say so.
+DB_WRITE_ATTEMPTS = 3
+REPLY_CHARS_PER_TOKEN = 8
+NOT_STORED = ("This answer could not be saved to your chat history (our database is not "
+              "reachable right now); copy it if you need it.")
+TRUNCATED = ("This answer was cut at {cap:,} characters, the most a reply with your maxTokens "
+             "may have; ask for a shorter answer.")
+
+
+async def retrying_db_write(write: Callable[[], Awaitable[T]]) -> T:
+    """`await write()` with the brief retry above; the last failure is raised."""
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(DB_WRITE_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.2, max=1.0),
+        retry=retry_if_exception(is_database_outage),
+        reraise=True,
+    )
+    return await retrying(write)
+
+
+def reply_cap(runtime: Runtime, request: ChatRequest) -> int:
+    """The most characters a reply may have: generous for `maxTokens` (a token is about four
+    characters of English), bounded by `LLM_MAX_REPLY_CHARS`."""
+    return min(request.max_tokens * REPLY_CHARS_PER_TOKEN, runtime.settings.max_reply_chars)
+
+
+def join_warnings(*sentences: str | None) -> str | None:
+    return " ".join(s for s in sentences if s) or None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A reply's usage as stored and charged: checked figures, estimated where missing."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+    estimated: bool
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def checked_usage(
+    model: object, input_tokens: object, output_tokens: object, *, request: ChatRequest,
+    reply: str, configured_model: str,
+) -> Usage:
+    """A vendor's usage report made safe (both chat routes): a missing or invalid figure is
+    estimated, an absurd one capped, an invalid model name replaced by the configured one."""
+    checked_in, checked_out = checked_tokens(input_tokens), checked_tokens(output_tokens)
+    estimated = checked_in is None or checked_out is None
+    if checked_in is None:
+        checked_in = budgets.estimate_input_tokens([t.content for t in request.messages])
+    if checked_out is None:
+        checked_out = budgets.estimate_tokens(reply)
+    return Usage(checked_model(model, configured_model), checked_in, checked_out, estimated)
+
+
+async def store_exchange(
+    runtime: Runtime, user_id: int, provider: str, messages: Sequence[NewMessage]
+) -> int | None:
+    """Store the message and its reply (retried briefly); the reply's id, or None when the
+    database stayed out (logged and counted; the caller warns the user)."""
+
+    async def write() -> int:
+        async with runtime.autocommit.connect() as conn:
+            _, reply_id = await history.store_messages(conn, user_id, provider, messages)
+        return int(reply_id)
+
+    try:
+        with anyio.CancelScope(shield=True):
+            return await retrying_db_write(write)
+    except Exception as exc:
+        if not is_database_outage(exc):
+            raise
+        log.warning("chat of user %s with %s: the exchange was not stored, the database is "
+                    "unavailable (%s)", user_id, provider, type(exc).__name__)
+        runtime.metrics.db_write_failed("history")
+        return None
 
 
 def not_configured(name: str) -> ServiceError:
@@ -132,27 +239,44 @@ class Spend:
         """Reserve the worst case, or raise 429 `budget_exceeded`."""
         if not self._budget.limited:
             return
-        input_tokens = budgets.estimate_tokens("".join(t.content for t in request.messages))
+        input_tokens = budgets.estimate_input_tokens([t.content for t in request.messages])
         worst = self.cost(request.model, input_tokens, request.max_tokens) or Decimal(0)
+        settings = self._runtime.settings
         try:
-            async with self._runtime.autocommit.connect() as conn:
+            async with self._runtime.engine.begin() as conn:
                 self._reservation, _ = await budgets.reserve(
                     conn, self._budget, self._user.user_id, input_tokens + request.max_tokens,
-                    worst, utcnow(),
+                    worst, utcnow(), budgets.reservation_ttl_s(settings),
                 )
         except ServiceError:
             self._runtime.metrics.rejected("budget_exceeded")
             raise
 
     async def settle(self, tokens: int, cost: Decimal | None) -> None:
-        """Count what was used (nothing, to release after a failure)."""
-        if self._reservation is None:
+        """Count what was used (nothing, to release after a failure); retried briefly. When the
+        database stays out the reservation is left to expire, and the chat goes on."""
+        reservation = self._reservation
+        if reservation is None:
             return
-        with anyio.CancelScope(shield=True):
-            async with self._runtime.autocommit.connect() as conn:
-                figures = await budgets.settle(conn, self._reservation, tokens, cost or Decimal(0))
         self._reservation = None
-        self.warning = budgets.warning(self._budget, figures, utcnow())
+
+        async def write() -> budgets.Standing | None:
+            async with self._runtime.engine.begin() as conn:
+                return await budgets.settle(conn, reservation, tokens, cost or Decimal(0))
+
+        with anyio.CancelScope(shield=True):
+            try:
+                figures = await retrying_db_write(write)
+            except Exception as exc:
+                if not is_database_outage(exc):
+                    raise
+                log.warning("budget of user %s: the reservation was not settled, the database "
+                            "is unavailable (%s); it expires by itself", self._user.user_id,
+                            type(exc).__name__)
+                self._runtime.metrics.db_write_failed("budget")
+                return
+        if figures is not None:
+            self.warning = budgets.warning(self._budget, figures, utcnow())
 
 
 async def prepare(
@@ -219,37 +343,42 @@ async def chat(
             provider, prepared.request, prepared.api_key
         )
 
-    model = completion.model or prepared.configured_model
-    cost = spend.cost(model, completion.input_tokens, completion.output_tokens)
-    runtime.metrics.usage(provider, model, completion.input_tokens, completion.output_tokens,
-                          cost)
+    cap = reply_cap(runtime, prepared.request)
+    truncated = len(completion.text) > cap
+    text = completion.text[:cap]
+    usage = checked_usage(completion.model, completion.input_tokens, completion.output_tokens,
+                          request=prepared.request, reply=text,
+                          configured_model=prepared.configured_model)
+    cost = spend.cost(usage.model, usage.input_tokens, usage.output_tokens)
+    runtime.metrics.usage(provider, usage.model, usage.input_tokens, usage.output_tokens, cost)
     hosts = runtime.settings.allowed_image_hosts
-    reply = sanitize(completion.text, image_hosts=hosts)
+    reply = sanitize(text, image_hosts=hosts)
     try:
-        async with runtime.autocommit.connect() as conn:
-            _, reply_id = await history.store_messages(
-                conn,
-                user.user_id,
-                provider,
-                [
-                    NewMessage("user", sanitize(body.message, image_hosts=hosts),
-                               completion.input_tokens),
-                    NewMessage("assistant", reply, completion.output_tokens, model=model,
-                               input_tokens=completion.input_tokens,
-                               output_tokens=completion.output_tokens, cost_usd=cost),
-                ],
-            )
+        reply_id = await store_exchange(runtime, user.user_id, provider, [
+            NewMessage("user", sanitize(body.message, image_hosts=hosts), usage.input_tokens,
+                       tokens_estimated=usage.estimated),
+            NewMessage("assistant", reply, usage.output_tokens, interrupted=truncated,
+                       tokens_estimated=usage.estimated, model=usage.model,
+                       input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                       cost_usd=cost),
+        ])
     finally:
-        await spend.settle(completion.input_tokens + completion.output_tokens, cost)
+        await spend.settle(usage.tokens, cost)
     answer: dict[str, Any] = {
         "response": reply,
-        "tokensUsed": completion.input_tokens + completion.output_tokens,
-        "model": model,
-        "inputTokens": completion.input_tokens,
-        "outputTokens": completion.output_tokens,
+        "tokensUsed": usage.tokens,
+        "model": usage.model,
+        "inputTokens": usage.input_tokens,
+        "outputTokens": usage.output_tokens,
         "id": reply_id,
         "costUsd": float(cost) if cost is not None else None,
     }
-    if spend.warning:
-        answer["warning"] = spend.warning
+    if usage.estimated:
+        answer["tokensEstimated"] = True
+    if truncated:
+        answer["truncated"] = True
+    warning = join_warnings(NOT_STORED if reply_id is None else None,
+                            TRUNCATED.format(cap=cap) if truncated else None, spend.warning)
+    if warning:
+        answer["warning"] = warning
     return answer
