@@ -1,4 +1,9 @@
-"""A fake LLM vendor: one HTTP server that speaks the wire formats of all five vendors.
+"""A fake LLM vendor: one HTTP server that speaks the wire format of every registered vendor.
+
+Its routes derive from the service's vendor registry (`llm_service.providers.registry.VENDORS`):
+each vendor is served under `/<id>` by the fake of its wire format (`VendorSpec.wire`), or by a
+fake of its own where the vendor differs (`FAKES_BY_ID`), so a vendor registered by a test is
+served by a `FakeVendor` made after it.
 
 For tests (in-process) and for frontend developers (standalone). Nothing leaves 127.0.0.1.
 
@@ -113,8 +118,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from llm_service.providers.registry import VENDORS as SPECS
+
 HOST = "127.0.0.1"
-PROVIDERS: tuple[str, ...] = ("openai", "gemini", "claude", "qwen", "huggingface")
 MODES: tuple[str, ...] = (
     "ok",
     "auth",
@@ -125,14 +131,13 @@ MODES: tuple[str, ...] = (
     "hang",
     "stream_error",
 )
-BASE_PATHS: dict[str, str] = {
-    "openai": "/openai/v1",
-    "gemini": "/gemini",
-    "claude": "/claude",
-    "qwen": "/qwen",
-    "huggingface": "/huggingface/v1",
+# Per wire format: what follows /<id> in the base URL an SDK is given, and the vendor route.
+WIRE_PATHS: dict[str, tuple[str, str]] = {
+    "openai": ("/v1", "/v1/chat/completions"),
+    "gemini": ("", "/{api_version}/{target:path}"),
+    "claude": ("", "/v1/messages"),
+    "qwen": ("", "/api/v1/services/aigc/text-generation/generation"),
 }
-ENV_VARS: dict[str, str] = {p: f"LLM_{p.upper()}_BASE_URL" for p in PROVIDERS}
 DEFAULT_OPTIONS: dict[str, Any] = {
     "pieces": 4,
     "delay": 0.05,
@@ -199,7 +204,8 @@ class _Rule:
 class _State:
     """Behaviours and records, shared by the server thread and the test thread."""
 
-    def __init__(self, defaults: dict[str, Any]) -> None:
+    def __init__(self, defaults: dict[str, Any], providers: tuple[str, ...]) -> None:
+        self.providers = providers
         self._lock = threading.Lock()
         self._defaults = dict(defaults)
         self._rules: dict[str | None, _Rule] = {}
@@ -212,8 +218,8 @@ class _State:
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; known: {list(MODES)}")
-        if provider is not None and provider not in PROVIDERS:
-            raise ValueError(f"unknown provider {provider!r}; known: {list(PROVIDERS)}")
+        if provider is not None and provider not in self.providers:
+            raise ValueError(f"unknown provider {provider!r}; known: {list(self.providers)}")
         if times is not None and (not isinstance(times, int) or times < 1):
             raise ValueError("times must be a positive integer or None")
         check_options(options)
@@ -361,10 +367,12 @@ class StreamPlan:
 class Vendor:
     """Per-vendor wire format. Subclasses fill in the formatting functions."""
 
-    name: ClassVar[str]
     stream_error_style: ClassVar[str] = "event"
     # kind -> (HTTP status, vendor error code/type, message template)
     errors: ClassVar[dict[str, tuple[int, str, str]]]
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # the provider id it is served for
 
     def api_key(self, request: Request) -> str | None:
         return _bearer(request)
@@ -424,7 +432,6 @@ def _last_user(messages: Iterable[dict[str, Any]], text_of: Callable[[Any], str]
 
 
 class OpenAIVendor(Vendor):
-    name = "openai"
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         "missing_key": (
             401,
@@ -553,7 +560,6 @@ class OpenAIVendor(Vendor):
 class HuggingFaceVendor(OpenAIVendor):
     """The Inference Providers router: OpenAI-compatible; errors in the OpenAI shape."""
 
-    name = "huggingface"
     stream_error_style = "close"
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         **OpenAIVendor.errors,
@@ -568,7 +574,6 @@ class HuggingFaceVendor(OpenAIVendor):
 
 
 class ClaudeVendor(Vendor):
-    name = "claude"
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         "missing_key": (401, "authentication_error", "x-api-key header is required"),
         "auth": (401, "authentication_error", "invalid x-api-key"),
@@ -669,7 +674,6 @@ class ClaudeVendor(Vendor):
 
 
 class GeminiVendor(Vendor):
-    name = "gemini"
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         "missing_key": (
             403,
@@ -796,7 +800,6 @@ class GeminiVendor(Vendor):
 
 
 class QwenVendor(Vendor):
-    name = "qwen"
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         "missing_key": (401, "InvalidApiKey", "No API-key provided."),
         "auth": (401, "InvalidApiKey", "Invalid API-key provided."),
@@ -884,10 +887,22 @@ class QwenVendor(Vendor):
         return self._frame(1, "result", 200, MALFORMED_DATA)
 
 
-VENDORS: dict[str, Vendor] = {
-    v.name: v
-    for v in (OpenAIVendor(), GeminiVendor(), ClaudeVendor(), QwenVendor(), HuggingFaceVendor())
+FAKES_BY_WIRE: dict[str, type[Vendor]] = {
+    "openai": OpenAIVendor, "gemini": GeminiVendor, "claude": ClaudeVendor, "qwen": QwenVendor,
 }
+# Vendors whose answers differ from their wire format's fake.
+FAKES_BY_ID: dict[str, type[Vendor]] = {"huggingface": HuggingFaceVendor}
+
+
+def fake_vendors() -> dict[str, Vendor]:
+    """A fake for every vendor registered now."""
+    return {
+        id_: FAKES_BY_ID.get(id_, FAKES_BY_WIRE[spec.wire])(id_) for id_, spec in SPECS.items()
+    }
+
+
+def base_path(provider: str) -> str:
+    return f"/{provider}{WIRE_PATHS[SPECS[provider].wire][0]}"
 
 
 # --------------------------------------------------------------------------- responses
@@ -1083,11 +1098,12 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(_dumps(data), status, media_type="application/json")
 
 
-def create_app(state: _State) -> Starlette:
+def create_app(state: _State, vendors: dict[str, Vendor]) -> Starlette:
     """The Starlette app: vendor routes plus the /_fake/ control routes."""
 
-    def route(path: str, provider: str) -> Route:
-        vendor = VENDORS[provider]
+    def route(provider: str) -> Route:
+        vendor = vendors[provider]
+        path = f"/{provider}{WIRE_PATHS[SPECS[provider].wire][1]}"
 
         async def endpoint(request: Request) -> Response:
             return await _vendor_request(state, vendor, request)
@@ -1120,11 +1136,7 @@ def create_app(state: _State) -> Starlette:
 
     return Starlette(
         routes=[
-            route("/openai/v1/chat/completions", "openai"),
-            route("/huggingface/v1/chat/completions", "huggingface"),
-            route("/claude/v1/messages", "claude"),
-            route("/gemini/{api_version}/{target:path}", "gemini"),
-            route("/qwen/api/v1/services/aigc/text-generation/generation", "qwen"),
+            *(route(provider) for provider in vendors),
             Route("/_fake/behaviour", set_behaviour, methods=["POST"]),
             Route("/_fake/behaviour", get_behaviour, methods=["GET"]),
             Route("/_fake/reset", reset, methods=["POST"]),
@@ -1163,8 +1175,9 @@ class FakeVendor:
             "retry_after": retry_after,
             "hang_seconds": hang_seconds,
         }
-        self._state = _State(check_options(defaults))
-        self.app = create_app(self._state)
+        self.vendors = fake_vendors()
+        self._state = _State(check_options(defaults), tuple(self.vendors))
+        self.app = create_app(self._state, self.vendors)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1238,13 +1251,13 @@ class FakeVendor:
 
     def base_url(self, provider: str) -> str:
         """The base URL to give that vendor's SDK (or the service's LLM_*_BASE_URL)."""
-        if provider not in BASE_PATHS:
-            raise ValueError(f"unknown provider {provider!r}; known: {list(PROVIDERS)}")
-        return self.url + BASE_PATHS[provider]
+        if provider not in self.vendors:
+            raise ValueError(f"unknown provider {provider!r}; known: {list(self.vendors)}")
+        return self.url + base_path(provider)
 
     def env(self) -> dict[str, str]:
         """LLM_<PROVIDER>_BASE_URL settings pointing the service at this fake."""
-        return {ENV_VARS[p]: self.base_url(p) for p in PROVIDERS}
+        return {f"LLM_{p.upper()}_BASE_URL": self.base_url(p) for p in self.vendors}
 
     # control -----------------------------------------------------------------
 
