@@ -71,7 +71,13 @@ wins over the global one; with ``times`` it applies to that many requests, then 
                     ``event:error`` with ``:HTTP_STATUS/500`` and an ``InternalError`` body.
                     Hugging Face defaults to style ``close``: the connection is dropped in the
                     middle of the chunked body (the client sees an incomplete read). The option
-                    ``stream_error_style`` = ``"event"`` | ``"close"`` overrides the default.
+                    ``stream_error_style`` = ``"event"`` | ``"close"`` overrides the default;
+                    ``"end"`` ends the body properly but before the vendor's end marker
+                    (``[DONE]``, ``message_stop``, a ``finishReason``, a DashScope
+                    ``finish_reason``): a stream cut short.
+* ``status``        the vendor's error answer for HTTP ``status`` (option, default 503): 403,
+                    404, 429, 503 and Claude's 529 in each vendor's own shape (others as 500
+                    is). ``retry_after=None`` leaves ``Retry-After`` out of a 429.
 
 Checks run in this order: ``hang``; missing key (Gemini 403 ``PERMISSION_DENIED``, others 401);
 ``auth`` or a ``bad...`` key; ``rate_limit`` / ``server_error``; body validation (a vendor-shaped
@@ -81,7 +87,7 @@ answers an unknown model with 404 (OpenAI, Claude, Gemini), this fake answers 40
 Claude errors carry a ``request-id`` header; Qwen and Claude bodies a request id.
 
 Options (defaults from the ``FakeVendor`` constructor): ``pieces``, ``delay``, ``retry_after``,
-``hang_seconds``, ``error_after``, ``stream_error_style``.
+``hang_seconds``, ``error_after``, ``stream_error_style``, ``status``.
 
 Control endpoints: ``POST /_fake/behaviour``, ``GET /_fake/behaviour``, ``POST /_fake/reset``,
 ``GET /_fake/requests[?provider=...]`` (raw header values, keys included: it is a fake).
@@ -130,6 +136,7 @@ MODES: tuple[str, ...] = (
     "malformed",
     "hang",
     "stream_error",
+    "status",
 )
 # Per wire format: what follows /<id> in the base URL an SDK is given, and the vendor route.
 WIRE_PATHS: dict[str, tuple[str, str]] = {
@@ -145,6 +152,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "hang_seconds": 300.0,
     "error_after": 2,
     "stream_error_style": None,  # None: the vendor's default ("event", or "close" for HF)
+    "status": 503,  # the HTTP status of mode "status"
 }
 BAD_KEY_PREFIX = "bad"
 MALFORMED_BODY = b'{"id": "fake-malformed", "choices": [{"message": '
@@ -162,10 +170,16 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     if options.get("pieces") == 0:
         raise ValueError("pieces must be at least 1")
     for name in ("delay", "retry_after", "hang_seconds"):
-        if name in options and (not isinstance(options[name], int | float) or options[name] < 0):
+        value = options.get(name, 0)
+        if name == "retry_after" and value is None:  # a 429 without Retry-After
+            continue
+        if not isinstance(value, int | float) or value < 0:
             raise ValueError(f"{name} must be a non-negative number")
-    if options.get("stream_error_style") not in (None, "event", "close"):
-        raise ValueError('stream_error_style must be "event", "close" or null')
+    if options.get("stream_error_style") not in (None, "event", "close", "end"):
+        raise ValueError('stream_error_style must be "event", "close", "end" or null')
+    status = options.get("status", 503)
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        raise ValueError("status must be an HTTP error status (400-599)")
     return options
 
 
@@ -359,6 +373,7 @@ class StreamPlan:
     tail: list[bytes]
     fail_at: int | None = None  # piece index at which the stream fails
     fail_frame: bytes | None = None  # None: drop the connection
+    clean_end: bool = False  # with fail_at: end the body properly, without the vendor's end
 
 
 # --------------------------------------------------------------------------- vendors
@@ -370,6 +385,8 @@ class Vendor:
     stream_error_style: ClassVar[str] = "event"
     # kind -> (HTTP status, vendor error code/type, message template)
     errors: ClassVar[dict[str, tuple[int, str, str]]]
+    # Mode "status": HTTP status -> (vendor error code/type, message); others answer as 500 does.
+    status_errors: ClassVar[dict[int, tuple[str, str]]] = {}
 
     def __init__(self, name: str) -> None:
         self.name = name  # the provider id it is served for
@@ -404,11 +421,16 @@ class Vendor:
     def error(
         self, kind: str, detail: str, request_id: str, options: dict[str, Any]
     ) -> tuple[int, Any, dict[str, str]]:
-        status, code, template = self.errors[kind]
-        message = template.format(detail=detail, retry_after=options["retry_after"])
+        if kind == "status":
+            status = options["status"]
+            code, template = self.status_errors.get(status, self.errors["server_error"][1:])
+        else:
+            status, code, template = self.errors[kind]
+        retry_after = options["retry_after"]
+        message = template.format(detail=detail, retry_after=retry_after or 1)
         headers = self.error_headers(request_id)
-        if kind == "rate_limit":
-            headers["retry-after"] = str(options["retry_after"])
+        if status == 429 and retry_after is not None:
+            headers["retry-after"] = str(retry_after)
         return status, self.error_body(kind, status, code, message, request_id), headers
 
 
@@ -461,6 +483,14 @@ class OpenAIVendor(Vendor):
             "The model `{detail}` does not exist or you do not have access to it.",
         ),
         "invalid": (400, "invalid_request_error", "{detail}"),
+    }
+    # https://platform.openai.com/docs/guides/error-codes
+    status_errors: ClassVar[dict[int, tuple[str, str]]] = {
+        403: ("invalid_request_error", "Country, region, or territory not supported"),
+        404: ("invalid_request_error", "The model `{detail}` does not exist or you do not have "
+                                      "access to it."),
+        429: ("requests", "Rate limit reached for requests."),
+        503: ("server_error", "The engine is currently overloaded, please try again later"),
     }
     codes: ClassVar[dict[str, str]] = {
         "auth": "invalid_api_key",
@@ -587,6 +617,16 @@ class ClaudeVendor(Vendor):
         "bad_request": (400, "invalid_request_error", "model: {detail} is not a valid model"),
         "invalid": (400, "invalid_request_error", "{detail}"),
     }
+    # https://docs.anthropic.com/en/api/errors
+    status_errors: ClassVar[dict[int, tuple[str, str]]] = {
+        403: ("permission_error", "Your API key does not have permission to use the specified "
+                                  "resource."),
+        404: ("not_found_error", "model: {detail}"),
+        429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate "
+                                  "limit."),
+        503: ("api_error", "Service unavailable"),
+        529: ("overloaded_error", "Overloaded"),
+    }
 
     def api_key(self, request: Request) -> str | None:
         return request.headers.get("x-api-key") or _bearer(request)
@@ -702,6 +742,13 @@ class GeminiVendor(Vendor):
         ),
         "invalid": (400, "INVALID_ARGUMENT", "{detail}"),
     }
+    # https://ai.google.dev/gemini-api/docs/troubleshooting#error-codes
+    status_errors: ClassVar[dict[int, tuple[str, str]]] = {
+        403: ("PERMISSION_DENIED", "The caller does not have permission"),
+        404: ("NOT_FOUND", "Requested entity was not found."),
+        429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+        503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+    }
 
     def api_key(self, request: Request) -> str | None:
         return request.headers.get("x-goog-api-key") or request.query_params.get("key")
@@ -785,7 +832,7 @@ class GeminiVendor(Vendor):
         self, kind: str, detail: str, request_id: str, options: dict[str, Any]
     ) -> tuple[int, Any, dict[str, str]]:
         status, body, headers = super().error(kind, detail, request_id, options)
-        if kind == "rate_limit":
+        if status == 429 and options["retry_after"] is not None:
             body["error"]["details"] = [
                 {
                     "@type": "type.googleapis.com/google.rpc.RetryInfo",
@@ -811,6 +858,13 @@ class QwenVendor(Vendor):
         ),
         "bad_request": (400, "InvalidParameter", "Model not exist."),
         "invalid": (400, "InvalidParameter", "{detail}"),
+    }
+    # https://www.alibabacloud.com/help/en/model-studio/error-code
+    status_errors: ClassVar[dict[int, tuple[str, str]]] = {
+        403: ("AccessDenied", "Access denied."),
+        404: ("ModelNotFound", "Model can not be found."),
+        429: ("Throttling", "Requests throttling triggered."),
+        503: ("ServiceUnavailable", "Service is temporarily unavailable."),
     }
 
     def is_stream(self, request: Request, body: Any) -> bool:
@@ -980,6 +1034,8 @@ class StreamResponse(Response):
             for frame in plan.tail:
                 await emit(frame)
             return True
+        if plan.clean_end:
+            return True
         if await self._state.pause(self._delay) or plan.fail_frame is None:
             return False
         await emit(plan.fail_frame)
@@ -1070,7 +1126,7 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
     if mode == "auth" or key.startswith(BAD_KEY_PREFIX):
         masked = f"{key[:4]}{'*' * 8}{key[-4:]}" if len(key) > 8 else key
         return fail("auth", masked)
-    if mode in ("rate_limit", "server_error"):
+    if mode in ("rate_limit", "server_error", "status"):
         return fail(mode)
     try:
         chat = vendor.parse(request, body, request_id)
@@ -1091,6 +1147,7 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
         plan.fail_at = options["error_after"]
         if style == "event":
             plan.fail_frame = vendor.stream_error_frame(chat, plan.fail_at + 1)
+        plan.clean_end = style == "end"
     return StreamResponse(state, record, plan, options["delay"])
 
 
