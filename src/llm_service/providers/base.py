@@ -123,6 +123,7 @@ class VendorSpec:
     adapter: Callable[[VendorSpec, httpx2.AsyncClient, float], Provider]
     wire: Literal["openai", "claude", "gemini", "qwen"]
     options: Mapping[str, Any] = field(default_factory=dict)
+    order: int = 100  # where it is listed to people (lowest first)
 
 
 class Provider(ABC):

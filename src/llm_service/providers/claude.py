@@ -241,4 +241,5 @@ SPEC = VendorSpec(
     default_model="claude-sonnet-4-5-20250929",
     adapter=ClaudeProvider,
     wire="claude",
+    order=30,
 )

@@ -128,4 +128,5 @@ SPEC = VendorSpec(
     default_model="gemini-2.0-flash-exp",
     adapter=GeminiProvider,
     wire="gemini",
+    order=20,
 )

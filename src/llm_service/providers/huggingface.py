@@ -15,4 +15,5 @@ SPEC = VendorSpec(
     adapter=OpenAICompatibleProvider,
     wire="openai",
     options={"max_tokens_field": "max_tokens"},
+    order=50,
 )

@@ -77,4 +77,5 @@ SPEC = VendorSpec(
     adapter=OpenAIProvider,
     wire="openai",
     options={"max_tokens_field": "max_completion_tokens"},
+    order=10,
 )

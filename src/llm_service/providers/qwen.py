@@ -173,4 +173,5 @@ SPEC = VendorSpec(
     default_model="qwen-max",
     adapter=QwenProvider,
     wire="qwen",
+    order=40,
 )

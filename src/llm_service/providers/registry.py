@@ -5,13 +5,16 @@ timeout, so a bad key costs exactly one call.
 
 Everything that names vendors derives from `VENDORS`: the provider ids in URLs, the
 `LLM_<VENDOR>_BASE_URL` / `LLM_<VENDOR>_DEFAULT_MODEL` overrides, the OpenAPI enum, the error
-sentence listing providers, and the fake vendor's routes. Adding a vendor: one module exporting a
-`VendorSpec` (an OpenAI-compatible one needs no adapter code), one line in `VENDORS`.
+sentence listing providers, and the fake vendor's routes. Adding a vendor: one module in this
+package exporting a `VendorSpec` as `SPEC` (an OpenAI-compatible one needs no adapter code); it is
+found at import, so no other file names it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import pkgutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
@@ -25,8 +28,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from llm_service.providers import claude, gemini, huggingface, qwen
-from llm_service.providers import openai as openai_vendor
+from llm_service import providers
 from llm_service.providers.base import (
     ChatRequest,
     Completion,
@@ -39,11 +41,19 @@ from llm_service.providers.base import (
 )
 from llm_service.settings import Settings
 
+
+def _discover() -> dict[str, VendorSpec]:
+    """Every module of this package that exports a `SPEC`, in the order the specs give."""
+    specs = []
+    for module in pkgutil.iter_modules(providers.__path__):
+        spec = getattr(importlib.import_module(f"{providers.__name__}.{module.name}"), "SPEC", None)
+        if isinstance(spec, VendorSpec):
+            specs.append(spec)
+    return {spec.id: spec for spec in sorted(specs, key=lambda spec: (spec.order, spec.id))}
+
+
 # The vendors, in the order they are listed to people.
-VENDORS: dict[str, VendorSpec] = {
-    spec.id: spec
-    for spec in (openai_vendor.SPEC, gemini.SPEC, claude.SPEC, qwen.SPEC, huggingface.SPEC)
-}
+VENDORS: dict[str, VendorSpec] = _discover()
 
 
 def provider_ids() -> tuple[str, ...]:
