@@ -23,10 +23,11 @@ import asyncpg
 
 from llm_service.db import migrate
 from llm_service.db.session import create_engine
+from llm_service.providers.registry import provider_ids
 from llm_service.services import budgets, history, usage
 from llm_service.settings import load_settings
 
-PROVIDERS = ["openai", "gemini", "claude", "qwen", "huggingface"]
+PROVIDERS = provider_ids()
 
 
 async def fill(dsn: str, rows: int) -> None:
@@ -39,7 +40,7 @@ async def fill(dsn: str, rows: int) -> None:
         reply = i % 2 == 1
         created = now - timedelta(seconds=rng.randint(0, 90 * 86400))
         batch.append((
-            user, PROVIDERS[i % 5], "assistant" if reply else "user", f"message {i}",
+            user, PROVIDERS[i % len(PROVIDERS)], "assistant" if reply else "user", f"message {i}",
             rng.randint(5, 500), created, False, False,
             "gpt-4o" if reply else None, rng.randint(5, 500) if reply else None,
             rng.randint(5, 500) if reply else None,

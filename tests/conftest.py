@@ -23,10 +23,11 @@ from sqlalchemy import delete
 
 from llm_service.app import create_app
 from llm_service.db.models import BudgetReservation, BudgetUsage, ChatMessage, LLMConfig
+from llm_service.providers.registry import provider_ids
 from llm_service.runtime import Runtime
 from llm_service.security.crypto import generate_key_hex
 from llm_service.security.jwt import issue_token
-from llm_service.settings import PROVIDERS, Settings, load_settings
+from llm_service.settings import Settings, load_settings
 from tests.fakes.vendor import FakeVendor
 
 PG_ADMIN_URL = os.environ.get("LLM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -132,7 +133,7 @@ def fake_vendor() -> Iterator[FakeVendor]:
 
 
 def vendor_settings(fake: FakeVendor) -> dict[str, Any]:
-    return {f"LLM_{p.upper()}_BASE_URL": fake.base_url(p) for p in PROVIDERS}
+    return {f"LLM_{p.upper()}_BASE_URL": fake.base_url(p) for p in provider_ids()}
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from llm_service.providers.registry import provider_ids
 from llm_service.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +24,10 @@ COMPOSE_FILE = ROOT / "podman-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 PYPROJECT = ROOT / "pyproject.toml"
 
-SETTINGS_ALIASES = frozenset(field.alias for field in Settings.model_fields.values() if field.alias)
+# Every setting's variable, and the per-vendor overrides read for each registered vendor.
+SETTINGS_ALIASES = frozenset(
+    field.alias for field in Settings.model_fields.values() if field.alias
+) | {f"LLM_{p.upper()}_{name}" for p in provider_ids() for name in ("BASE_URL", "DEFAULT_MODEL")}
 
 # What an operator puts in .env: secrets of a valid shape, never real ones.
 PLACEHOLDER_SECRETS = {

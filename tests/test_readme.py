@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from llm_service.settings import PROVIDERS, Settings
+from llm_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
 def test_every_setting_is_in_the_configuration_table() -> None:
-    per_vendor = re.compile(rf"^LLM_({'|'.join(p.upper() for p in PROVIDERS)})_(\w+)$")
-    missing = []
-    for field in Settings.model_fields.values():
-        alias = str(field.alias)
-        match = per_vendor.match(alias)
-        documented = f"LLM_<VENDOR>_{match.group(2)}" if match else alias
-        if f"`{documented}`" not in README:
-            missing.append(alias)
-    assert missing == []
+    # The per-vendor overrides are read for every registered vendor, under one pattern.
+    documented = ["LLM_<VENDOR>_BASE_URL", "LLM_<VENDOR>_DEFAULT_MODEL"]
+    documented += [str(f.alias) for f in Settings.model_fields.values() if f.alias]
+    assert [name for name in documented if f"`{name}`" not in README] == []
 
 
 def test_the_two_commands_exist_and_are_executable() -> None:

@@ -23,7 +23,7 @@ from llm_service.jsonutil import JSONResponse
 from llm_service.metrics import Metrics, NullMetrics, known_models
 from llm_service.middleware import RequestContextMiddleware
 from llm_service.pricing import PricingTable
-from llm_service.providers.registry import ProviderRegistry, make_http_client
+from llm_service.providers.registry import ProviderRegistry, make_http_client, provider_ids
 from llm_service.runtime import Runtime
 from llm_service.security.crypto import Keyring
 from llm_service.security.jwt import TokenDecoder
@@ -40,6 +40,17 @@ Every `/llm/*` route needs `Authorization: Bearer <jwt>` from the platform's aut
 Every error has one shape: `{"success": false, "error": "...", "code": "...", "requestId": "..."}`
 (plus `details` for validation errors), and the same id in the `X-Request-ID` header.
 """
+
+
+def with_provider_enum(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Every `{provider}` path parameter lists the registered vendors."""
+    for operations in openapi.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter.get("name") == "provider":
+                    parameter["schema"] = {**parameter.get("schema", {}),
+                                           "enum": list(provider_ids())}
+    return openapi
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -109,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_body_schemas(default_openapi())
+            app.openapi_schema = with_provider_enum(add_body_schemas(default_openapi()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

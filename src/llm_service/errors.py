@@ -19,7 +19,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_service.jsonutil import dumps
-from llm_service.settings import PROVIDERS
+from llm_service.providers.registry import provider_ids
 
 log = logging.getLogger("llm_service.errors")
 
@@ -59,7 +59,7 @@ def unknown_provider() -> ServiceError:
     return ServiceError(
         404,
         "unknown_provider",
-        f"Unknown provider; use one of: {', '.join(PROVIDERS)}.",
+        f"Unknown provider; use one of: {', '.join(provider_ids())}.",
     )
 
 

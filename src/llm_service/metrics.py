@@ -16,7 +16,8 @@ from decimal import Decimal
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from llm_service.pricing import PricingTable
-from llm_service.settings import PROVIDERS, Settings
+from llm_service.providers.registry import default_model, provider_ids
+from llm_service.settings import Settings
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 OTHER = "other"
@@ -25,7 +26,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 def known_models(settings: Settings, pricing: PricingTable) -> dict[str, frozenset[str]]:
     """Per provider, the model ids a metric label may name: the priced ones and the default."""
-    return {p: pricing.models(p) | {settings.default_model(p)} for p in PROVIDERS}
+    return {p: pricing.models(p) | {default_model(settings, p)} for p in provider_ids()}
 
 
 def model_label(known: Iterable[str], model: str) -> str:

@@ -201,6 +201,22 @@ class ChatOut(BaseModel):
     outputTokens: int = Field(examples=[15])
     id: int | None = Field(examples=[124], description="The id of the stored reply in the "
                            "history; null when it could not be stored (then `warning` says so).")
+    costUsd: float | None = Field(
+        examples=[0.00042],
+        description="The estimated cost from the pricing table; null when the model is unpriced.",
+    )
+    warning: str | None = Field(
+        None, description="Present once a monthly budget is 80% used, or when the answer could "
+        "be returned but not stored.",
+    )
+    truncated: bool | None = Field(
+        None, description="True when the reply was cut at its size cap (maxTokens x 8 "
+        "characters, at most LLM_MAX_REPLY_CHARS); `warning` says so.",
+    )
+    tokensEstimated: bool | None = Field(
+        None, description="True when the vendor gave no (or no usable) token counts and "
+        "they were estimated.",
+    )
 
 
 class ConfigView(BaseModel):
@@ -257,3 +273,59 @@ class ErrorOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: Literal["ok"] = "ok"
+
+
+class UsageFigures(BaseModel):
+    requests: int = Field(examples=[12], description="Replies in the group.")
+    inputTokens: int = Field(examples=[3400])
+    outputTokens: int = Field(examples=[5100])
+    tokens: int = Field(examples=[8500], description="inputTokens + outputTokens")
+    costUsd: float | None = Field(examples=[0.0213],
+                                  description="Null when no reply in the group had a price.")
+    unpricedRequests: int = Field(examples=[0], description="Replies whose model had no price.")
+
+
+class UsageGroup(UsageFigures):
+    key: str = Field(examples=["2026-12-01"], description="The day, provider or model.")
+
+
+class UsageOut(BaseModel):
+    from_: str = Field(alias="from", examples=["2026-12-01"])
+    to: str = Field(examples=["2026-12-31"])
+    groupBy: str = Field(examples=["day"])
+    groups: list[UsageGroup]
+    total: UsageFigures
+
+
+class TokenLimit(BaseModel):
+    limit: int | None = Field(examples=[200000], description="Null: no limit for the role.")
+    used: int
+    reserved: int = Field(description="Held by chats under way.")
+
+
+class CostLimit(BaseModel):
+    limit: float | None = Field(examples=[5.0], description="Null: no limit for the role.")
+    used: float
+    reserved: float
+
+
+class LimitsOut(BaseModel):
+    month: str = Field(examples=["2026-12"])
+    resetsAt: str = Field(examples=["2027-01-01T00:00:00Z"])
+    tokens: TokenLimit
+    costUsd: CostLimit
+    warning: str | None
+
+
+class TopUser(UsageFigures):
+    userId: int = Field(examples=[42])
+
+
+class AdminUsageOut(BaseModel):
+    from_: str = Field(alias="from", examples=["2026-12-01"])
+    to: str = Field(examples=["2026-12-31"])
+    byProvider: list[UsageGroup]
+    byModel: list[UsageGroup]
+    byDay: list[UsageGroup]
+    topUsers: list[TopUser]
+    total: UsageFigures

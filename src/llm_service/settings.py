@@ -14,19 +14,19 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote_plus
 
 from limits import parse as parse_limit
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger("llm_service.settings")
 
-PROVIDERS: tuple[str, ...] = ("openai", "gemini", "claude", "qwen", "huggingface")
 ROLES: tuple[str, ...] = ("CLIENT", "STAFF", "ADMIN")
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_VENDOR_OVERRIDE = re.compile(r"^LLM_([A-Za-z0-9]+)_(BASE_URL|DEFAULT_MODEL)$", re.IGNORECASE)
 DEV_SECRETS_FILE = "dev-secrets.json"
 MIN_METRICS_TOKEN_CHARS = 16
 
@@ -133,25 +133,31 @@ class Settings(BaseSettings):
     # A reply's hard cap in characters; each chat's cap is min(maxTokens * 8, this).
     max_reply_chars: int = Field(262_144, alias="LLM_MAX_REPLY_CHARS", ge=1, le=4_000_000)
 
-    openai_base_url: str = Field("https://api.openai.com/v1", alias="LLM_OPENAI_BASE_URL")
-    gemini_base_url: str = Field(
-        "https://generativelanguage.googleapis.com", alias="LLM_GEMINI_BASE_URL"
-    )
-    claude_base_url: str = Field("https://api.anthropic.com", alias="LLM_CLAUDE_BASE_URL")
-    qwen_base_url: str = Field("https://dashscope-intl.aliyuncs.com", alias="LLM_QWEN_BASE_URL")
-    huggingface_base_url: str = Field(
-        "https://router.huggingface.co/v1", alias="LLM_HUGGINGFACE_BASE_URL"
-    )
+    # LLM_<VENDOR>_BASE_URL and LLM_<VENDOR>_DEFAULT_MODEL for any registered vendor, keyed
+    # "<vendor>.base_url" / "<vendor>.default_model" (the vendor registry has the defaults).
+    vendor_overrides: dict[str, str] = Field(default_factory=dict)
 
-    openai_default_model: str = Field("gpt-4o", alias="LLM_OPENAI_DEFAULT_MODEL")
-    gemini_default_model: str = Field("gemini-2.0-flash-exp", alias="LLM_GEMINI_DEFAULT_MODEL")
-    claude_default_model: str = Field(
-        "claude-sonnet-4-5-20250929", alias="LLM_CLAUDE_DEFAULT_MODEL"
-    )
-    qwen_default_model: str = Field("qwen-max", alias="LLM_QWEN_DEFAULT_MODEL")
-    huggingface_default_model: str = Field(
-        "meta-llama/Llama-3.3-70B-Instruct", alias="LLM_HUGGINGFACE_DEFAULT_MODEL"
-    )
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_vendor_overrides(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        found: dict[str, str] = {}
+        for source in (os.environ, data):  # arguments win over the environment
+            for name, value in source.items():
+                match = _VENDOR_OVERRIDE.match(name) if isinstance(name, str) else None
+                if match and isinstance(value, str) and value.strip():
+                    found[f"{match[1].lower()}.{match[2].lower()}"] = value.strip()
+        return {**data, "vendor_overrides": {**found, **data.get("vendor_overrides", {})}}
+
+    @field_validator("vendor_overrides")
+    @classmethod
+    def _check_vendor_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, url in value.items():
+            if key.endswith(".base_url") and not url.startswith(("http://", "https://")):
+                vendor = key.split(".")[0].upper()
+                raise ValueError(f"LLM_{vendor}_BASE_URL must be an http(s) URL, not {url!r}")
+        return value
 
     @field_validator("encryption_keys_previous", "cors_origins", "allowed_image_hosts",
                      mode="before")
@@ -186,11 +192,9 @@ class Settings(BaseSettings):
     def database_configured(self) -> bool:
         return bool(self.database_url or self.db_host)
 
-    def default_model(self, provider: str) -> str:
-        return str(getattr(self, f"{provider}_default_model"))
-
-    def base_url(self, provider: str) -> str:
-        return str(getattr(self, f"{provider}_base_url")).rstrip("/")
+    def vendor_setting(self, vendor: str, name: str) -> str | None:
+        """The operator's `LLM_<VENDOR>_<NAME>` (base_url, default_model), if set."""
+        return self.vendor_overrides.get(f"{vendor}.{name}")
 
 
 def normalize_database_url(url: str) -> str:

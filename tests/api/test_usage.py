@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import insert
 
 from llm_service.db.models import ChatMessage
+from llm_service.providers.registry import provider_ids
 from tests.conftest import Api, AppFactory
 from tests.fakes.vendor import FakeVendor
 
-PROVIDERS = ["openai", "gemini", "claude", "qwen", "huggingface"]
+PROVIDERS = provider_ids()
 MODELS = {"openai": "gpt-4o", "gemini": "gemini-2.5-flash", "claude": "claude-haiku-4-5",
           "qwen": "qwen-plus", "huggingface": "meta-llama/Llama-3.3-70B-Instruct"}
 

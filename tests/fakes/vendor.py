@@ -1,4 +1,9 @@
-"""A fake LLM vendor: one HTTP server that speaks the wire formats of all five vendors.
+"""A fake LLM vendor: one HTTP server that speaks the wire format of every registered vendor.
+
+Its routes derive from the service's vendor registry (`llm_service.providers.registry.VENDORS`):
+each vendor is served under `/<id>` by the fake of its wire format (`VendorSpec.wire`), or by a
+fake of its own where the vendor differs (`FAKES_BY_ID`), so a vendor registered by a test is
+served by a `FakeVendor` made after it.
 
 For tests (in-process) and for frontend developers (standalone). Nothing leaves 127.0.0.1.
 
@@ -70,7 +75,13 @@ wins over the global one; with ``times`` it applies to that many requests, then 
                     ``event:error`` with ``:HTTP_STATUS/500`` and an ``InternalError`` body.
                     Hugging Face defaults to style ``close``: the connection is dropped in the
                     middle of the chunked body (the client sees an incomplete read). The option
-                    ``stream_error_style`` = ``"event"`` | ``"close"`` overrides the default.
+                    ``stream_error_style`` = ``"event"`` | ``"close"`` overrides the default;
+                    ``"end"`` ends the body properly but before the vendor's end marker
+                    (``[DONE]``, ``message_stop``, a ``finishReason``, a DashScope
+                    ``finish_reason``): a stream cut short.
+* ``status``        the vendor's error answer for HTTP ``status`` (option, default 503): 403,
+                    404, 429, 503 and Claude's 529 in each vendor's own shape (others as 500
+                    is). ``retry_after=None`` leaves ``Retry-After`` out of a 429.
 
 Checks run in this order: ``hang``; missing key (Gemini 403 ``PERMISSION_DENIED``, others 401);
 ``auth`` or a ``bad...`` key; ``rate_limit`` / ``server_error``; body validation (a vendor-shaped
@@ -80,7 +91,7 @@ answers an unknown model with 404 (OpenAI, Claude, Gemini), this fake answers 40
 Claude errors carry a ``request-id`` header; Qwen and Claude bodies a request id.
 
 Options (defaults from the ``FakeVendor`` constructor): ``pieces``, ``delay``, ``retry_after``,
-``hang_seconds``, ``error_after``, ``stream_error_style``, ``oversize_bytes``.
+``hang_seconds``, ``error_after``, ``stream_error_style``, ``oversize_bytes``, ``status``.
 
 Control endpoints: ``POST /_fake/behaviour``, ``GET /_fake/behaviour``, ``POST /_fake/reset``,
 ``GET /_fake/requests[?provider=...]`` (raw header values, keys included: it is a fake).
@@ -118,8 +129,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from llm_service.providers.registry import VENDORS as SPECS
+
 HOST = "127.0.0.1"
-PROVIDERS: tuple[str, ...] = ("openai", "gemini", "claude", "qwen", "huggingface")
 MODES: tuple[str, ...] = (
     "ok",
     "auth",
@@ -131,15 +143,15 @@ MODES: tuple[str, ...] = (
     "stream_error",
     "oversized",
     "echo_key",
+    "status",
 )
-BASE_PATHS: dict[str, str] = {
-    "openai": "/openai/v1",
-    "gemini": "/gemini",
-    "claude": "/claude",
-    "qwen": "/qwen",
-    "huggingface": "/huggingface/v1",
+# Per wire format: what follows /<id> in the base URL an SDK is given, and the vendor route.
+WIRE_PATHS: dict[str, tuple[str, str]] = {
+    "openai": ("/v1", "/v1/chat/completions"),
+    "gemini": ("", "/{api_version}/{target:path}"),
+    "claude": ("", "/v1/messages"),
+    "qwen": ("", "/api/v1/services/aigc/text-generation/generation"),
 }
-ENV_VARS: dict[str, str] = {p: f"LLM_{p.upper()}_BASE_URL" for p in PROVIDERS}
 DEFAULT_OPTIONS: dict[str, Any] = {
     "pieces": 4,
     "delay": 0.05,
@@ -148,6 +160,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "error_after": 2,
     "stream_error_style": None,  # None: the vendor's default ("event", or "close" for HF)
     "oversize_bytes": 9 * 1024 * 1024,  # just over the service's default answer cap (8 MiB)
+    "status": 503,  # the HTTP status of mode "status"
 }
 BAD_KEY_PREFIX = "bad"
 MALFORMED_BODY = b'{"id": "fake-malformed", "choices": [{"message": '
@@ -165,10 +178,16 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     if options.get("pieces") == 0:
         raise ValueError("pieces must be at least 1")
     for name in ("delay", "retry_after", "hang_seconds"):
-        if name in options and (not isinstance(options[name], int | float) or options[name] < 0):
+        value = options.get(name, 0)
+        if name == "retry_after" and value is None:  # a 429 without Retry-After
+            continue
+        if not isinstance(value, int | float) or value < 0:
             raise ValueError(f"{name} must be a non-negative number")
-    if options.get("stream_error_style") not in (None, "event", "close"):
-        raise ValueError('stream_error_style must be "event", "close" or null')
+    if options.get("stream_error_style") not in (None, "event", "close", "end"):
+        raise ValueError('stream_error_style must be "event", "close", "end" or null')
+    status = options.get("status", 503)
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        raise ValueError("status must be an HTTP error status (400-599)")
     return options
 
 
@@ -207,7 +226,8 @@ class _Rule:
 class _State:
     """Behaviours and records, shared by the server thread and the test thread."""
 
-    def __init__(self, defaults: dict[str, Any]) -> None:
+    def __init__(self, defaults: dict[str, Any], providers: tuple[str, ...]) -> None:
+        self.providers = providers
         self._lock = threading.Lock()
         self._defaults = dict(defaults)
         self._rules: dict[str | None, _Rule] = {}
@@ -220,8 +240,8 @@ class _State:
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; known: {list(MODES)}")
-        if provider is not None and provider not in PROVIDERS:
-            raise ValueError(f"unknown provider {provider!r}; known: {list(PROVIDERS)}")
+        if provider is not None and provider not in self.providers:
+            raise ValueError(f"unknown provider {provider!r}; known: {list(self.providers)}")
         if times is not None and (not isinstance(times, int) or times < 1):
             raise ValueError("times must be a positive integer or None")
         check_options(options)
@@ -361,6 +381,7 @@ class StreamPlan:
     tail: list[bytes]
     fail_at: int | None = None  # piece index at which the stream fails
     fail_frame: bytes | None = None  # None: drop the connection
+    clean_end: bool = False  # with fail_at: end the body properly, without the vendor's end
 
 
 # --------------------------------------------------------------------------- vendors
@@ -369,10 +390,14 @@ class StreamPlan:
 class Vendor:
     """Per-vendor wire format. Subclasses fill in the formatting functions."""
 
-    name: ClassVar[str]
     stream_error_style: ClassVar[str] = "event"
     # kind -> (HTTP status, vendor error code/type, message template)
     errors: ClassVar[dict[str, tuple[int, str, str]]]
+    # Mode "status": HTTP status -> (vendor error code/type, message); others answer as 500 does.
+    status_errors: ClassVar[dict[int, tuple[str, str]]] = {}
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # the provider id it is served for
 
     def api_key(self, request: Request) -> str | None:
         return _bearer(request)
@@ -404,11 +429,16 @@ class Vendor:
     def error(
         self, kind: str, detail: str, request_id: str, options: dict[str, Any]
     ) -> tuple[int, Any, dict[str, str]]:
-        status, code, template = self.errors[kind]
-        message = template.format(detail=detail, retry_after=options["retry_after"])
+        if kind == "status":
+            status = options["status"]
+            code, template = self.status_errors.get(status, self.errors["server_error"][1:])
+        else:
+            status, code, template = self.errors[kind]
+        retry_after = options["retry_after"]
+        message = template.format(detail=detail, retry_after=retry_after or 1)
         headers = self.error_headers(request_id)
-        if kind == "rate_limit":
-            headers["retry-after"] = str(options["retry_after"])
+        if status == 429 and retry_after is not None:
+            headers["retry-after"] = str(retry_after)
         return status, self.error_body(kind, status, code, message, request_id), headers
 
 
@@ -432,7 +462,6 @@ def _last_user(messages: Iterable[dict[str, Any]], text_of: Callable[[Any], str]
 
 
 class OpenAIVendor(Vendor):
-    name = "openai"
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         "missing_key": (
             401,
@@ -462,6 +491,14 @@ class OpenAIVendor(Vendor):
             "The model `{detail}` does not exist or you do not have access to it.",
         ),
         "invalid": (400, "invalid_request_error", "{detail}"),
+    }
+    # https://platform.openai.com/docs/guides/error-codes
+    status_errors: ClassVar[dict[int, tuple[str, str]]] = {
+        403: ("invalid_request_error", "Country, region, or territory not supported"),
+        404: ("invalid_request_error", "The model `{detail}` does not exist or you do not have "
+                                      "access to it."),
+        429: ("requests", "Rate limit reached for requests."),
+        503: ("server_error", "The engine is currently overloaded, please try again later"),
     }
     codes: ClassVar[dict[str, str]] = {
         "auth": "invalid_api_key",
@@ -561,7 +598,6 @@ class OpenAIVendor(Vendor):
 class HuggingFaceVendor(OpenAIVendor):
     """The Inference Providers router: OpenAI-compatible; errors in the OpenAI shape."""
 
-    name = "huggingface"
     stream_error_style = "close"
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         **OpenAIVendor.errors,
@@ -576,7 +612,6 @@ class HuggingFaceVendor(OpenAIVendor):
 
 
 class ClaudeVendor(Vendor):
-    name = "claude"
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         "missing_key": (401, "authentication_error", "x-api-key header is required"),
         "auth": (401, "authentication_error", "invalid x-api-key"),
@@ -589,6 +624,16 @@ class ClaudeVendor(Vendor):
         "server_error": (500, "api_error", "Internal server error"),
         "bad_request": (400, "invalid_request_error", "model: {detail} is not a valid model"),
         "invalid": (400, "invalid_request_error", "{detail}"),
+    }
+    # https://docs.anthropic.com/en/api/errors
+    status_errors: ClassVar[dict[int, tuple[str, str]]] = {
+        403: ("permission_error", "Your API key does not have permission to use the specified "
+                                  "resource."),
+        404: ("not_found_error", "model: {detail}"),
+        429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate "
+                                  "limit."),
+        503: ("api_error", "Service unavailable"),
+        529: ("overloaded_error", "Overloaded"),
     }
 
     def api_key(self, request: Request) -> str | None:
@@ -677,7 +722,6 @@ class ClaudeVendor(Vendor):
 
 
 class GeminiVendor(Vendor):
-    name = "gemini"
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         "missing_key": (
             403,
@@ -705,6 +749,13 @@ class GeminiVendor(Vendor):
             "generateContent.",
         ),
         "invalid": (400, "INVALID_ARGUMENT", "{detail}"),
+    }
+    # https://ai.google.dev/gemini-api/docs/troubleshooting#error-codes
+    status_errors: ClassVar[dict[int, tuple[str, str]]] = {
+        403: ("PERMISSION_DENIED", "The caller does not have permission"),
+        404: ("NOT_FOUND", "Requested entity was not found."),
+        429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+        503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
     }
 
     def api_key(self, request: Request) -> str | None:
@@ -789,7 +840,7 @@ class GeminiVendor(Vendor):
         self, kind: str, detail: str, request_id: str, options: dict[str, Any]
     ) -> tuple[int, Any, dict[str, str]]:
         status, body, headers = super().error(kind, detail, request_id, options)
-        if kind == "rate_limit":
+        if status == 429 and options["retry_after"] is not None:
             body["error"]["details"] = [
                 {
                     "@type": "type.googleapis.com/google.rpc.RetryInfo",
@@ -804,7 +855,6 @@ class GeminiVendor(Vendor):
 
 
 class QwenVendor(Vendor):
-    name = "qwen"
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         "missing_key": (401, "InvalidApiKey", "No API-key provided."),
         "auth": (401, "InvalidApiKey", "Invalid API-key provided."),
@@ -816,6 +866,13 @@ class QwenVendor(Vendor):
         ),
         "bad_request": (400, "InvalidParameter", "Model not exist."),
         "invalid": (400, "InvalidParameter", "{detail}"),
+    }
+    # https://www.alibabacloud.com/help/en/model-studio/error-code
+    status_errors: ClassVar[dict[int, tuple[str, str]]] = {
+        403: ("AccessDenied", "Access denied."),
+        404: ("ModelNotFound", "Model can not be found."),
+        429: ("Throttling", "Requests throttling triggered."),
+        503: ("ServiceUnavailable", "Service is temporarily unavailable."),
     }
 
     def is_stream(self, request: Request, body: Any) -> bool:
@@ -892,10 +949,22 @@ class QwenVendor(Vendor):
         return self._frame(1, "result", 200, MALFORMED_DATA)
 
 
-VENDORS: dict[str, Vendor] = {
-    v.name: v
-    for v in (OpenAIVendor(), GeminiVendor(), ClaudeVendor(), QwenVendor(), HuggingFaceVendor())
+FAKES_BY_WIRE: dict[str, type[Vendor]] = {
+    "openai": OpenAIVendor, "gemini": GeminiVendor, "claude": ClaudeVendor, "qwen": QwenVendor,
 }
+# Vendors whose answers differ from their wire format's fake.
+FAKES_BY_ID: dict[str, type[Vendor]] = {"huggingface": HuggingFaceVendor}
+
+
+def fake_vendors() -> dict[str, Vendor]:
+    """A fake for every vendor registered now."""
+    return {
+        id_: FAKES_BY_ID.get(id_, FAKES_BY_WIRE[spec.wire])(id_) for id_, spec in SPECS.items()
+    }
+
+
+def base_path(provider: str) -> str:
+    return f"/{provider}{WIRE_PATHS[SPECS[provider].wire][0]}"
 
 
 # --------------------------------------------------------------------------- responses
@@ -972,6 +1041,8 @@ class StreamResponse(Response):
         if plan.fail_at is None:
             for frame in plan.tail:
                 await emit(frame)
+            return True
+        if plan.clean_end:
             return True
         if await self._state.pause(self._delay) or plan.fail_frame is None:
             return False
@@ -1063,7 +1134,7 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
     if mode == "auth" or key.startswith(BAD_KEY_PREFIX):
         masked = f"{key[:4]}{'*' * 8}{key[-4:]}" if len(key) > 8 else key
         return fail("auth", masked)
-    if mode in ("rate_limit", "server_error"):
+    if mode in ("rate_limit", "server_error", "status"):
         return fail(mode)
     try:
         chat = vendor.parse(request, body, request_id)
@@ -1091,6 +1162,7 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
         plan.fail_at = options["error_after"]
         if style == "event":
             plan.fail_frame = vendor.stream_error_frame(chat, plan.fail_at + 1)
+        plan.clean_end = style == "end"
     return StreamResponse(state, record, plan, options["delay"])
 
 
@@ -1098,11 +1170,12 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(_dumps(data), status, media_type="application/json")
 
 
-def create_app(state: _State) -> Starlette:
+def create_app(state: _State, vendors: dict[str, Vendor]) -> Starlette:
     """The Starlette app: vendor routes plus the /_fake/ control routes."""
 
-    def route(path: str, provider: str) -> Route:
-        vendor = VENDORS[provider]
+    def route(provider: str) -> Route:
+        vendor = vendors[provider]
+        path = f"/{provider}{WIRE_PATHS[SPECS[provider].wire][1]}"
 
         async def endpoint(request: Request) -> Response:
             return await _vendor_request(state, vendor, request)
@@ -1135,11 +1208,7 @@ def create_app(state: _State) -> Starlette:
 
     return Starlette(
         routes=[
-            route("/openai/v1/chat/completions", "openai"),
-            route("/huggingface/v1/chat/completions", "huggingface"),
-            route("/claude/v1/messages", "claude"),
-            route("/gemini/{api_version}/{target:path}", "gemini"),
-            route("/qwen/api/v1/services/aigc/text-generation/generation", "qwen"),
+            *(route(provider) for provider in vendors),
             Route("/_fake/behaviour", set_behaviour, methods=["POST"]),
             Route("/_fake/behaviour", get_behaviour, methods=["GET"]),
             Route("/_fake/reset", reset, methods=["POST"]),
@@ -1178,8 +1247,9 @@ class FakeVendor:
             "retry_after": retry_after,
             "hang_seconds": hang_seconds,
         }
-        self._state = _State(check_options(defaults))
-        self.app = create_app(self._state)
+        self.vendors = fake_vendors()
+        self._state = _State(check_options(defaults), tuple(self.vendors))
+        self.app = create_app(self._state, self.vendors)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1253,13 +1323,13 @@ class FakeVendor:
 
     def base_url(self, provider: str) -> str:
         """The base URL to give that vendor's SDK (or the service's LLM_*_BASE_URL)."""
-        if provider not in BASE_PATHS:
-            raise ValueError(f"unknown provider {provider!r}; known: {list(PROVIDERS)}")
-        return self.url + BASE_PATHS[provider]
+        if provider not in self.vendors:
+            raise ValueError(f"unknown provider {provider!r}; known: {list(self.vendors)}")
+        return self.url + base_path(provider)
 
     def env(self) -> dict[str, str]:
         """LLM_<PROVIDER>_BASE_URL settings pointing the service at this fake."""
-        return {ENV_VARS[p]: self.base_url(p) for p in PROVIDERS}
+        return {f"LLM_{p.upper()}_BASE_URL": self.base_url(p) for p in self.vendors}
 
     # control -----------------------------------------------------------------
 

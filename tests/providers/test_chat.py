@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy import select, update
 
 from llm_service.db.models import ChatMessage, LLMConfig
+from llm_service.providers.registry import provider_ids
 from llm_service.services import history
 from llm_service.services.history import NewMessage
 from tests.conftest import TEST_UPSTREAM_TIMEOUT_S, Api
 from tests.fakes.vendor import FakeVendor, RecordedRequest
 
-PROVIDERS = ["openai", "gemini", "claude", "qwen", "huggingface"]
+PROVIDERS = provider_ids()
 MODELS = {
     "openai": "gpt-4o-mini",
     "gemini": "gemini-2.0-flash",

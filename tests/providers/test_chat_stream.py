@@ -15,12 +15,13 @@ import pytest
 import uvicorn
 
 from llm_service.app import create_app
+from llm_service.providers.registry import default_model, provider_ids
 from llm_service.security.jwt import issue_token
 from llm_service.services import chat_stream
 from tests.conftest import make_settings, vendor_settings
 from tests.fakes.vendor import FakeVendor
 
-PROVIDERS = ["openai", "gemini", "claude", "qwen", "huggingface"]
+PROVIDERS = provider_ids()
 PIECES, DELAY = 4, 0.25
 
 
@@ -206,7 +207,7 @@ async def test_a_client_that_leaves_cancels_the_vendor_and_keeps_the_partial_rep
         await asyncio.sleep(0.05)
     assert stored[0]["content"] == "a long answer please"
     assert stored[1]["interrupted"] is True
-    full = f"Echo from {provider} {stream_server.settings.default_model(provider)}: " \
+    full = f"Echo from {provider} {default_model(stream_server.settings, provider)}: " \
         "a long answer please"
     assert stored[1]["content"].startswith(partial)
     assert full.startswith(stored[1]["content"]) and stored[1]["content"] != full

@@ -9,14 +9,16 @@ import httpx2
 import pytest
 
 from llm_service.app import create_app
-from llm_service.settings import PROVIDERS
+from llm_service.providers.registry import provider_ids
 from tests.conftest import Api, make_settings
+
+PROVIDERS = provider_ids()
 
 
 @pytest.fixture
 async def unreachable(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
     # Nothing listens on port 1 of 127.0.0.1: every connection is refused at once.
-    dead = {f"LLM_{p.upper()}_BASE_URL": "http://127.0.0.1:1/v1" for p in PROVIDERS}
+    dead = {f"LLM_{p.upper()}_BASE_URL": "http://127.0.0.1:1/v1" for p in provider_ids()}
     settings = make_settings(tmp_path, database_url, LLM_UPSTREAM_TIMEOUT_S=5, **dead)
     app = create_app(settings)
     async with app.router.lifespan_context(app), httpx2.AsyncClient(

@@ -8,14 +8,15 @@ import json
 
 import httpx2
 
-from llm_service.providers.base import ChatRequest, ChatTurn, StreamUsage
-from llm_service.providers.gemini import GeminiProvider
+from llm_service.providers.base import ChatRequest, ChatTurn, Credentials, StreamUsage
+from llm_service.providers.gemini import SPEC, GeminiProvider
 
 USAGE = {"promptTokenCount": 7, "candidatesTokenCount": 5, "thoughtsTokenCount": 300,
          "totalTokenCount": 312}
 ANSWER = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hi"}]},
                           "finishReason": "STOP"}],
           "usageMetadata": USAGE, "modelVersion": "gemini-2.5-pro"}
+CREDS = Credentials(api_key="AIza-test-key", base_url="http://gemini.test")
 REQUEST = ChatRequest(model="gemini-2.5-pro", messages=[ChatTurn("user", "Hello")],
                       temperature=0.5, max_tokens=1000)
 
@@ -29,15 +30,15 @@ def handler(request: httpx2.Request) -> httpx2.Response:
 
 def provider() -> GeminiProvider:
     client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
-    return GeminiProvider("http://gemini.test", client, timeout_s=5)
+    return GeminiProvider(SPEC, client, 5.0)
 
 
 async def test_thinking_tokens_count_as_output() -> None:
-    completion = await provider().complete(REQUEST, "AIza-test-key")
+    completion = await provider().complete(REQUEST, CREDS)
     assert (completion.input_tokens, completion.output_tokens) == (7, 305)
 
 
 async def test_thinking_tokens_count_as_output_in_a_stream() -> None:
-    events = [event async for event in provider().stream(REQUEST, "AIza-test-key")]
+    events = [event async for event in provider().stream(REQUEST, CREDS)]
     usage = [e for e in events if isinstance(e, StreamUsage)]
     assert [(u.input_tokens, u.output_tokens) for u in usage] == [(7, 305)]

@@ -18,10 +18,11 @@ import httpx2
 from sqlalchemy import text
 
 from llm_service.db.models import Base
+from llm_service.providers.registry import provider_ids
 from tests.conftest import Api
 from tests.fakes.vendor import FakeVendor
 
-PROVIDERS = ["openai", "gemini", "claude", "qwen", "huggingface"]
+PROVIDERS = provider_ids()
 OWNER, INTRUDER, NEWCOMER = 1, 2, 3
 OWNER_MODEL = "owner-model-1"
 # Every table with a user_id column holds rows of one user (configs, history, budgets...).

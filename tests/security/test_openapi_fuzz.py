@@ -26,10 +26,13 @@ from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from llm_service.app import create_app
+from llm_service.providers.registry import provider_ids
 from llm_service.security.jwt import issue_token
-from llm_service.settings import PROVIDERS, Settings
+from llm_service.settings import Settings
 from tests.conftest import TEST_UPSTREAM_TIMEOUT_S, make_settings, vendor_settings
 from tests.fakes.vendor import FakeVendor
+
+PROVIDERS = provider_ids()
 
 USER_ID = 1
 

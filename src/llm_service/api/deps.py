@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_service.errors import ServiceError, unauthorized, unknown_provider, validation_error
 from llm_service.jsonutil import loads
+from llm_service.providers.registry import VENDORS
 from llm_service.runtime import Runtime
 from llm_service.security.jwt import InvalidToken, Principal, UnknownRole
 from llm_service.security.rate_limit import rate_limited
-from llm_service.settings import PROVIDERS
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -80,7 +80,7 @@ ChatUser = Annotated[Principal, Depends(chat_user)]
 
 
 async def provider_id(provider: str) -> str:
-    if provider not in PROVIDERS:
+    if provider not in VENDORS:
         raise unknown_provider()
     return provider
 

@@ -12,6 +12,7 @@ from llm_service.api.responses import error_responses
 from llm_service.db.models import utcnow
 from llm_service.errors import ServiceError
 from llm_service.jsonutil import JSONResponse
+from llm_service.schemas import AdminUsageOut, LimitsOut, UsageOut
 from llm_service.security.jwt import Principal
 from llm_service.services import budgets, usage
 
@@ -66,7 +67,7 @@ async def admin_user(user: CurrentUser) -> Principal:
     "/usage",
     summary="The user's requests, tokens and estimated cost, grouped and in total",
     response_model=None,
-    responses=error_responses(401, 403, 422, 503),
+    responses={200: {"model": UsageOut}, **error_responses(401, 403, 422, 503)},
 )
 async def my_usage(
     user: CurrentUser,
@@ -87,7 +88,7 @@ async def my_usage(
     "/usage/limits",
     summary="The user's monthly limits and what is used of them",
     response_model=None,
-    responses=error_responses(401, 403, 503),
+    responses={200: {"model": LimitsOut}, **error_responses(401, 403, 503)},
 )
 async def my_limits(user: CurrentUser, runtime: RuntimeDep) -> JSONResponse:
     now = utcnow()
@@ -112,7 +113,7 @@ async def my_limits(user: CurrentUser, runtime: RuntimeDep) -> JSONResponse:
     "/admin/usage",
     summary="Platform-wide usage by provider, model and day, and the top users by cost (ADMIN)",
     response_model=None,
-    responses=error_responses(401, 403, 422, 503),
+    responses={200: {"model": AdminUsageOut}, **error_responses(401, 403, 422, 503)},
 )
 async def admin_usage(
     user: Annotated[Principal, Depends(admin_user)],

@@ -1,10 +1,14 @@
 """The provider interface every vendor adapter implements, and the one error type they raise.
 
 An adapter turns a `ChatRequest` (the context and the new message, in our roles) into the vendor's
-wire format, calls it through the shared HTTP pool with the user's key, and returns a `Completion`
-with token usage. Everything vendor-specific stays in its module: role mapping, response parsing,
-and turning the vendor's failures into `ProviderError`. The API key is an argument of each call,
-never state of the adapter.
+wire format, calls it through the shared HTTP pool with the user's `Credentials` (key and
+endpoint, an argument of each call, never state of the adapter), and returns a `Completion` with
+token usage. Everything vendor-specific stays in its module: role mapping, response parsing, and
+turning the vendor's failures into `ProviderError` in one place used by both call paths.
+
+What a broken stream means is defined here once, for every adapter: a stream that ends before the
+vendor's end marker is `stream_cut()`, a chunk that cannot be read is `unreadable_chunk()`, and an
+error the vendor sends inside the stream is `stream_error_event(...)`.
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ import base64
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 import httpx2
 
@@ -97,18 +101,55 @@ class ProviderError(Exception):
         return self.kind is FailureKind.UPSTREAM
 
 
-class Provider(ABC):
-    """One vendor: `complete` returns the whole answer, `stream` yields it as it is written."""
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What one call needs to reach the user's vendor account: the key and the endpoint."""
 
-    id: str  # the provider id in URLs: "openai", "claude", ...
+    api_key: str
+    base_url: str  # no trailing slash
+
+    def __repr__(self) -> str:  # never the key, whatever prints this
+        return f"Credentials(base_url={self.base_url!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class VendorSpec:
+    """One vendor, as the registry knows it. `wire` names the wire format (the fake vendor serves
+    each spec by it); `options` are the adapter's wire-format options."""
+
+    id: str  # the provider id in URLs and rows: "openai", "claude", ...
     display_name: str  # the vendor's name in sentences: "OpenAI", "Anthropic Claude", ...
+    default_base_url: str
+    default_model: str
+    adapter: Callable[[VendorSpec, httpx2.AsyncClient, float], Provider]
+    wire: Literal["openai", "claude", "gemini", "qwen"]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    order: int = 100  # where it is listed to people (lowest first)
+
+
+class Provider(ABC):
+    """One vendor: `complete` returns the whole answer, `stream` yields it as it is written.
+    Made once per vendor at start-up from its spec; holds no per-user state."""
+
+    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float) -> None:
+        self.spec = spec
+        self._http = http
+        self._timeout_s = timeout_s
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def display_name(self) -> str:
+        return self.spec.display_name
 
     @abstractmethod
-    async def complete(self, request: ChatRequest, api_key: str) -> Completion:
+    async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
         """Call the vendor once (no retries here) or raise `ProviderError`."""
 
     @abstractmethod
-    def stream(self, request: ChatRequest, api_key: str) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
         """Call the vendor once in its streaming mode; yield deltas and usage as they come, or
         raise `ProviderError` (before or after the first event). Closing the iterator closes the
         vendor's connection."""
@@ -136,6 +177,21 @@ def checked_model(value: object, configured: str) -> str:
     if isinstance(value, str) and _MODEL_ID.fullmatch(value):
         return value
     return configured
+def stream_cut() -> ProviderError:
+    """The vendor's stream ended before its end marker: the answer may be cut short."""
+    return ProviderError(FailureKind.UPSTREAM, detail="the answer stopped before its end")
+
+
+def unreadable_chunk() -> ProviderError:
+    """A piece of the stream that is not the vendor's format."""
+    return ProviderError(FailureKind.MALFORMED)
+
+
+def stream_error_event(
+    detail: str | None, api_key: str, kind: FailureKind = FailureKind.UPSTREAM
+) -> ProviderError:
+    """An error the vendor sent inside a stream that had begun (HTTP 200)."""
+    return ProviderError(kind, detail=scrub(detail, api_key))
 
 
 def kind_for_status(status: int) -> FailureKind:

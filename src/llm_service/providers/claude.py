@@ -1,9 +1,10 @@
 """Anthropic Claude through the official `anthropic` SDK, on the shared httpx2 pool.
 
 One `AsyncAnthropic` is made at start-up and serves every user: each call sends its user's key in
-that request's `Authorization` header (the 2.x SDK's scheme), so no client is copied per call. As
-for OpenAI, the call goes through the SDK's generic `post` with our JSON bytes, and the answer is
-validated by the small models below (the SDK still raises its typed errors).
+that request's `Authorization` header (the 2.x SDK's scheme) to the call's endpoint, so no client
+is copied per call. Both call paths go through the SDK's generic `post` with our JSON bytes and
+`cast_to=httpx2.Response` (the stream left unread with `stream=True`): the SDK still raises its
+typed errors, and the answer and the stream's events are validated by the small models below.
 The 2.x SDK (Messages API version 2026-10-21) takes no `temperature`: the configured temperature
 is not sent to Claude. Claude wants the conversation to start with a user turn and alternate, so
 leading assistant turns are dropped and consecutive turns of one role are joined.
@@ -11,28 +12,48 @@ leading assistant turns are dropped and consecutive turns of one role are joined
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal
 
 import anthropic
 import httpx2
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
 from llm_service.jsonutil import dumps
 from llm_service.providers.base import (
     ChatRequest,
     ChatTurn,
     Completion,
+    Credentials,
     FailureKind,
     Provider,
     ProviderError,
     StreamDelta,
     StreamEvent,
     StreamUsage,
+    VendorSpec,
+    kind_for_status,
     merge_turns,
-    scrub,
+    sse_events,
     status_failure,
+    stream_cut,
+    stream_error_event,
     transport_failure,
+    unreadable_chunk,
 )
+
+# https://docs.anthropic.com/en/api/errors: the error types, by what they mean here.
+_ERROR_KINDS = {
+    "authentication_error": FailureKind.AUTH,
+    "permission_error": FailureKind.AUTH,
+    "rate_limit_error": FailureKind.RATE_LIMITED,
+    "invalid_request_error": FailureKind.BAD_REQUEST,
+    "not_found_error": FailureKind.BAD_REQUEST,
+    "request_too_large": FailureKind.BAD_REQUEST,
+    "api_error": FailureKind.UPSTREAM,
+    "overloaded_error": FailureKind.UPSTREAM,
+}
 
 
 class _Block(BaseModel):
@@ -51,17 +72,71 @@ class _Message(BaseModel):
     usage: _Usage
 
 
-def _vendor_message(exc: anthropic.APIStatusError) -> str | None:
-    body = exc.body
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
-    return exc.message
+class _Error(BaseModel):
+    type: str = "api_error"
+    message: str | None = None
 
 
-def _status_failure(exc: anthropic.APIStatusError, api_key: str) -> ProviderError:
-    return status_failure(exc.status_code, _vendor_message(exc), api_key, exc.response.headers)
+class _TextDelta(BaseModel):
+    type: str
+    text: str | None = None
+
+
+class _OutputUsage(BaseModel):
+    output_tokens: int | None = None
+
+
+class _MessageStart(BaseModel):
+    type: Literal["message_start"]
+    message: _Message
+
+
+class _BlockDelta(BaseModel):
+    type: Literal["content_block_delta"]
+    delta: _TextDelta
+
+
+class _MessageDelta(BaseModel):
+    type: Literal["message_delta"]
+    usage: _OutputUsage = _OutputUsage()
+
+
+class _ErrorEvent(BaseModel):
+    type: Literal["error"]
+    error: _Error = _Error()
+
+
+class _OtherEvent(BaseModel):
+    type: str  # ping, content_block_start/stop, message_stop, and any later event type
+
+
+_EVENT_TYPES = {"message_start", "content_block_delta", "message_delta", "error"}
+
+
+def _event_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in _EVENT_TYPES else "other"
+
+
+# An event of a known type must have that type's shape; others only need a type.
+_EVENT: TypeAdapter[Any] = TypeAdapter(
+    Annotated[
+        Annotated[_MessageStart, Tag("message_start")]
+        | Annotated[_BlockDelta, Tag("content_block_delta")]
+        | Annotated[_MessageDelta, Tag("message_delta")]
+        | Annotated[_ErrorEvent, Tag("error")]
+        | Annotated[_OtherEvent, Tag("other")],
+        Discriminator(_event_tag),
+    ]
+)
+
+
+def _vendor_error(body: object) -> _Error:
+    error = body.get("error") if isinstance(body, dict) else None
+    try:
+        return _Error.model_validate(error)
+    except ValidationError:
+        return _Error()
 
 
 def _claude_turns(request: ChatRequest) -> list[ChatTurn]:
@@ -73,37 +148,54 @@ def _claude_turns(request: ChatRequest) -> list[ChatTurn]:
 
 
 class ClaudeProvider(Provider):
-    id = "claude"
-    display_name = "Anthropic Claude"
-
-    def __init__(self, base_url: str, http_client: httpx2.AsyncClient, timeout_s: float) -> None:
+    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float) -> None:
+        super().__init__(spec, http, timeout_s)
         self._client = anthropic.AsyncAnthropic(
             api_key="unset",
-            base_url=base_url,
-            http_client=http_client,
+            base_url=spec.default_base_url,
+            http_client=http,
             max_retries=0,
             timeout=timeout_s,
         )
 
-    async def complete(self, request: ChatRequest, api_key: str) -> Completion:
-        turns = _claude_turns(request)
-        body = {
-            "model": request.model,
-            "max_tokens": request.max_tokens,
-            "messages": [{"role": t.role, "content": t.content} for t in turns],
-        }
-        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    @contextmanager
+    def _failures(self, creds: Credentials) -> Iterator[None]:
+        """Every failure of either call path as a `ProviderError`."""
         try:
-            response = await self._client.post(
-                "/v1/messages",
-                cast_to=httpx2.Response,
-                content=dumps(body),
-                options={"headers": headers},
-            )
+            yield
+        except anthropic.APIStatusError as exc:
+            error = _vendor_error(exc.body)
+            kind = kind_for_status(exc.status_code)
+            if kind is FailureKind.BAD_REQUEST:  # Claude's own type says more than a 4xx
+                kind = _ERROR_KINDS.get(error.type, kind)
+            raise status_failure(exc.status_code, error.message or exc.message, creds.api_key,
+                                 exc.response.headers, kind=kind) from None
         except anthropic.APIConnectionError as exc:  # timeouts included
             raise transport_failure(exc) from None
-        except anthropic.APIStatusError as exc:
-            raise _status_failure(exc, api_key) from None
+        except httpx2.HTTPError as exc:  # a dropped stream comes through raw
+            raise transport_failure(exc) from None
+
+    async def _post(self, request: ChatRequest, creds: Credentials, *,
+                    stream: bool) -> httpx2.Response:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "messages": [{"role": t.role, "content": t.content} for t in _claude_turns(request)],
+        }
+        if stream:
+            body["stream"] = True
+        headers = {"Authorization": f"Bearer {creds.api_key}", "Content-Type": "application/json"}
+        return await self._client.post(
+            creds.base_url + "/v1/messages",
+            cast_to=httpx2.Response,
+            content=dumps(body),
+            options={"headers": headers},
+            stream=stream,
+        )
+
+    async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
+        with self._failures(creds):
+            response = await self._post(request, creds, stream=False)
         try:
             answer = _Message.model_validate_json(response.content)
         except ValidationError:
@@ -115,33 +207,39 @@ class ClaudeProvider(Provider):
             output_tokens=answer.usage.output_tokens,
         )
 
-    async def stream(self, request: ChatRequest, api_key: str) -> AsyncIterator[StreamEvent]:
-        turns = _claude_turns(request)
-        try:
-            stream = await self._client.messages.create(
-                model=request.model,
-                max_tokens=request.max_tokens,
-                messages=[{"role": t.role, "content": t.content} for t in turns],
-                stream=True,
-                extra_headers={"Authorization": f"Bearer {api_key}"},
-            )
-            async with stream:
-                async for event in stream:
-                    if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                        yield StreamDelta(event.delta.text)
-                    elif event.type == "message_start":
+    async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
+        with self._failures(creds):
+            response = await self._post(request, creds, stream=True)
+            try:
+                async for _, data in sse_events(response):
+                    try:
+                        event = _EVENT.validate_json(data)
+                    except ValidationError:
+                        raise unreadable_chunk() from None
+                    if isinstance(event, _BlockDelta):
+                        if event.delta.type == "text_delta" and event.delta.text:
+                            yield StreamDelta(event.delta.text)
+                    elif isinstance(event, _MessageStart):
                         usage = event.message.usage
                         yield StreamUsage(event.message.model, usage.input_tokens, None)
-                    elif event.type == "message_delta":
+                    elif isinstance(event, _MessageDelta):
                         yield StreamUsage(None, None, event.usage.output_tokens)
-        except anthropic.APIStatusError as exc:
-            if exc.status_code < 400:  # an `error` event in the middle of the stream
-                raise ProviderError(FailureKind.UPSTREAM, detail=scrub(_vendor_message(exc),
-                                                                        api_key)) from None
-            raise _status_failure(exc, api_key) from None
-        except anthropic.APIConnectionError as exc:
-            raise transport_failure(exc) from None
-        except httpx2.HTTPError as exc:  # a dropped stream comes through raw
-            raise transport_failure(exc) from None
-        except (anthropic.APIError, ValueError):
-            raise ProviderError(FailureKind.MALFORMED) from None
+                    elif isinstance(event, _ErrorEvent):
+                        kind = _ERROR_KINDS.get(event.error.type, FailureKind.UPSTREAM)
+                        raise stream_error_event(event.error.message, creds.api_key, kind)
+                    elif event.type == "message_stop":
+                        return
+            finally:
+                await response.aclose()
+        raise stream_cut()
+
+
+SPEC = VendorSpec(
+    id="claude",
+    display_name="Anthropic Claude",
+    default_base_url="https://api.anthropic.com",
+    default_model="claude-sonnet-4-5-20250929",
+    adapter=ClaudeProvider,
+    wire="claude",
+    order=30,
+)

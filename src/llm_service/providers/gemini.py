@@ -2,15 +2,17 @@
 end of life in 2025), on the shared httpx2 pool.
 
 One `genai.Client` is made at start-up with a placeholder key; each call sends the user's key as
-the `x-goog-api-key` header of that request (per-request HTTP options win over the client's), so
-no client is built per request. Our `assistant` role is Gemini's `model`. A bad key is HTTP 400
-with reason `API_KEY_INVALID`, which is an authentication failure here. Thinking tokens
-(`thoughtsTokenCount`) are billed as output, so they count as output tokens here.
+the `x-goog-api-key` header of that request, to the call's endpoint (per-request HTTP options win
+over the client's), so no client is built per request. Our `assistant` role is Gemini's `model`.
+A bad key is HTTP 400 with reason `API_KEY_INVALID`, which is an authentication failure here. A
+stream is whole when a chunk carries a `finishReason`. Thinking tokens (`thoughtsTokenCount`)
+are billed as output, so they count as output tokens here.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import httpx2
 from google import genai
@@ -19,14 +21,17 @@ from google.genai import errors, types
 from llm_service.providers.base import (
     ChatRequest,
     Completion,
+    Credentials,
     FailureKind,
     Provider,
     ProviderError,
     StreamDelta,
     StreamEvent,
     StreamUsage,
+    VendorSpec,
     kind_for_status,
     status_failure,
+    stream_cut,
     transport_failure,
 )
 
@@ -42,32 +47,37 @@ def _kind(exc: errors.APIError) -> FailureKind:
 
 
 class GeminiProvider(Provider):
-    id = "gemini"
-    display_name = "Google Gemini"
-
-    def __init__(self, base_url: str, http_client: httpx2.AsyncClient, timeout_s: float) -> None:
+    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float) -> None:
+        super().__init__(spec, http, timeout_s)
         self._client = genai.Client(
             api_key="unset",
             http_options=types.HttpOptions(
-                base_url=base_url,
+                base_url=spec.default_base_url,
                 timeout=int(timeout_s * 1000),
-                httpx_async_client=http_client,
+                httpx_async_client=http,
             ),
         )
 
-    async def complete(self, request: ChatRequest, api_key: str) -> Completion:
-        contents, config = _request(request, api_key)
+    @contextmanager
+    def _failures(self, creds: Credentials) -> Iterator[None]:
+        """Every failure of either call path as a `ProviderError`."""
         try:
+            yield
+        except errors.APIError as exc:
+            response = getattr(exc, "response", None)
+            raise status_failure(exc.code, exc.message, creds.api_key,
+                                 getattr(response, "headers", None), kind=_kind(exc)) from None
+        except httpx2.HTTPError as exc:
+            raise transport_failure(exc) from None
+        except (ValueError, TypeError, AttributeError):
+            raise ProviderError(FailureKind.MALFORMED) from None
+
+    async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
+        contents, config = _request(request, creds)
+        with self._failures(creds):
             answer = await self._client.aio.models.generate_content(
                 model=request.model, contents=contents, config=config
             )
-        except errors.APIError as exc:
-            raise _api_failure(exc, api_key) from None
-        except httpx2.HTTPError as exc:
-            raise transport_failure(exc) from None
-        except (ValueError, TypeError):
-            raise ProviderError(FailureKind.MALFORMED) from None
-        try:
             usage = answer.usage_metadata
             return Completion(
                 text=answer.text or "",
@@ -75,12 +85,11 @@ class GeminiProvider(Provider):
                 input_tokens=(usage.prompt_token_count or 0) if usage else 0,
                 output_tokens=(_output_tokens(usage) or 0) if usage else 0,
             )
-        except (AttributeError, ValueError, TypeError):
-            raise ProviderError(FailureKind.MALFORMED) from None
 
-    async def stream(self, request: ChatRequest, api_key: str) -> AsyncIterator[StreamEvent]:
-        contents, config = _request(request, api_key)
-        try:
+    async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
+        contents, config = _request(request, creds)
+        finished = False
+        with self._failures(creds):
             chunks = await self._client.aio.models.generate_content_stream(
                 model=request.model, contents=contents, config=config
             )
@@ -91,12 +100,9 @@ class GeminiProvider(Provider):
                 if usage is not None:
                     yield StreamUsage(chunk.model_version or None, usage.prompt_token_count,
                                       _output_tokens(usage))
-        except errors.APIError as exc:
-            raise _api_failure(exc, api_key) from None
-        except httpx2.HTTPError as exc:
-            raise transport_failure(exc) from None
-        except (ValueError, TypeError):
-            raise ProviderError(FailureKind.MALFORMED) from None
+                finished = finished or any(c.finish_reason for c in chunk.candidates or ())
+        if not finished:
+            raise stream_cut()
 
 
 def _output_tokens(usage: types.GenerateContentResponseUsageMetadata) -> int | None:
@@ -108,7 +114,7 @@ def _output_tokens(usage: types.GenerateContentResponseUsageMetadata) -> int | N
 
 
 def _request(
-    request: ChatRequest, api_key: str
+    request: ChatRequest, creds: Credentials
 ) -> tuple[list[types.Content], types.GenerateContentConfig]:
     contents = [
         types.Content(role=_ROLES[t.role], parts=[types.Part(text=t.content)])
@@ -117,12 +123,19 @@ def _request(
     config = types.GenerateContentConfig(
         temperature=request.temperature,
         max_output_tokens=request.max_tokens,
-        http_options=types.HttpOptions(headers={"x-goog-api-key": api_key}),
+        http_options=types.HttpOptions(
+            base_url=creds.base_url, headers={"x-goog-api-key": creds.api_key}
+        ),
     )
     return contents, config
 
 
-def _api_failure(exc: errors.APIError, api_key: str) -> ProviderError:
-    response = getattr(exc, "response", None)
-    return status_failure(exc.code, exc.message, api_key, getattr(response, "headers", None),
-                          kind=_kind(exc))
+SPEC = VendorSpec(
+    id="gemini",
+    display_name="Google Gemini",
+    default_base_url="https://generativelanguage.googleapis.com",
+    default_model="gemini-2.0-flash-exp",
+    adapter=GeminiProvider,
+    wire="gemini",
+    order=20,
+)

@@ -1,101 +1,81 @@
-"""OpenAI through the official `openai` SDK, on the shared httpx2 pool.
+"""OpenAI through the official `openai` SDK, on the shared httpx2 pool: the OpenAI-compatible wire
+format of `openai_compat`, sent by the SDK.
 
 One `AsyncOpenAI` is made at start-up (with a placeholder key) and serves every user: each call
-sends its user's key in that request's `Authorization` header. (Per-key copies made with
-`with_options` would share the pool too, but each copy detects the platform again in a worker
-thread on its first request: several milliseconds per chat.)
+sends its user's key in that request's `Authorization` header, to the call's endpoint (an absolute
+URL wins over the client's base URL). Per-key copies made with `with_options` would share the pool
+too, but each copy detects the platform again in a worker thread on its first request: several
+milliseconds per chat.
 
-The call goes through the SDK's generic `post` (its documented way to make any request): the SDK
-still builds the URL and headers and raises its typed errors, but the body is our orjson bytes and
-the answer is parsed by `openai_compat`. `chat.completions.create` walks every message through
-the SDK's type-hint transforms, which cost about a millisecond of CPU per chat on a long history.
-The SDK's own retries are off: the caller retries only what may be retried.
+Both call paths go through the SDK's generic `post` (its documented way to make any request) with
+`cast_to=httpx2.Response`: the SDK still builds the headers and raises its typed errors, but the
+body is our orjson bytes and the answer (or the stream, left unread with `stream=True`) is read by
+`openai_compat`. `chat.completions.create` walks every message through the SDK's type-hint
+transforms, which cost about a millisecond of CPU per chat on a long history. The SDK's own
+retries are off: the caller retries only what may be retried.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import httpx2
 import openai
 
 from llm_service.jsonutil import dumps
-from llm_service.providers import openai_compat
-from llm_service.providers.base import (
-    ChatRequest,
-    Completion,
-    FailureKind,
-    Provider,
-    ProviderError,
-    StreamDelta,
-    StreamEvent,
-    StreamUsage,
-    status_failure,
-    transport_failure,
-)
+from llm_service.providers.base import Credentials, VendorSpec, transport_failure
+from llm_service.providers.openai_compat import OpenAICompatibleProvider, http_failure
 
 
-def _status_failure(exc: openai.APIStatusError, api_key: str) -> ProviderError:
-    try:
-        detail = openai_compat.error_message(exc.response.content) or exc.message
-    except httpx2.ResponseNotRead:
-        detail = exc.message
-    return status_failure(exc.status_code, detail, api_key, exc.response.headers)
-
-
-class OpenAIProvider(Provider):
-    id = "openai"
-    display_name = "OpenAI"
-
-    def __init__(self, base_url: str, http_client: httpx2.AsyncClient, timeout_s: float) -> None:
+class OpenAIProvider(OpenAICompatibleProvider):
+    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float) -> None:
+        super().__init__(spec, http, timeout_s)
         self._client = openai.AsyncOpenAI(
             api_key="unset",
-            base_url=base_url,
-            http_client=http_client,
+            base_url=spec.default_base_url,
+            http_client=http,
             max_retries=0,
             timeout=timeout_s,
         )
 
-    async def complete(self, request: ChatRequest, api_key: str) -> Completion:
-        body = openai_compat.request_body(request, "max_completion_tokens")
-        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    @contextmanager
+    def _failures(self, creds: Credentials) -> Iterator[None]:
         try:
-            response = await self._client.post(
-                "/chat/completions",
-                cast_to=httpx2.Response,
-                content=dumps(body),
-                options={"headers": headers},
-            )
+            yield
+        except openai.APIStatusError as exc:
+            raise http_failure(exc.response, creds.api_key) from None
         except openai.APIConnectionError as exc:  # timeouts included
             raise transport_failure(exc) from None
-        except openai.APIStatusError as exc:
-            raise _status_failure(exc, api_key) from None
-        return openai_compat.parse_completion(response.content)
+        except httpx2.HTTPError as exc:  # a dropped stream comes through raw
+            raise transport_failure(exc) from None
 
-    async def stream(self, request: ChatRequest, api_key: str) -> AsyncIterator[StreamEvent]:
+    @asynccontextmanager
+    async def _send(
+        self, body: dict[str, Any], creds: Credentials, *, stream: bool
+    ) -> AsyncIterator[httpx2.Response]:
+        headers = {"Authorization": f"Bearer {creds.api_key}", "Content-Type": "application/json"}
+        response = await self._client.post(
+            creds.base_url + self.path,
+            cast_to=httpx2.Response,
+            content=dumps(body),
+            options={"headers": headers},
+            stream=stream,
+        )
         try:
-            stream = await self._client.chat.completions.create(
-                model=request.model,
-                messages=openai_compat.messages(request.messages),  # type: ignore[arg-type]
-                temperature=request.temperature,
-                max_completion_tokens=request.max_tokens,
-                stream=True,
-                stream_options={"include_usage": True},
-                extra_headers={"Authorization": f"Bearer {api_key}"},
-            )
-            async with stream:
-                async for chunk in stream:
-                    for choice in chunk.choices:
-                        if choice.delta.content:
-                            yield StreamDelta(choice.delta.content)
-                    if chunk.usage is not None:
-                        yield StreamUsage(chunk.model, chunk.usage.prompt_tokens,
-                                          chunk.usage.completion_tokens)
-        except openai.APIStatusError as exc:
-            raise _status_failure(exc, api_key) from None
-        except openai.APIConnectionError as exc:
-            raise transport_failure(exc) from None
-        except httpx2.HTTPError as exc:
-            raise transport_failure(exc) from None
-        except (openai.APIError, ValueError):  # an error event or a broken chunk mid-stream
-            raise ProviderError(FailureKind.UPSTREAM) from None
+            yield response
+        finally:
+            await response.aclose()
+
+
+SPEC = VendorSpec(
+    id="openai",
+    display_name="OpenAI",
+    default_base_url="https://api.openai.com/v1",
+    default_model="gpt-4o",
+    adapter=OpenAIProvider,
+    wire="openai",
+    options={"max_tokens_field": "max_completion_tokens"},
+    order=10,
+)

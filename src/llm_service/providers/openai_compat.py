@@ -1,24 +1,42 @@
-"""The OpenAI chat-completions answer, shared by the OpenAI and Hugging Face adapters (the
-Hugging Face router speaks the same format). Validated with small pydantic models: only the fields
-we use, so a vendor adding fields changes nothing, and a missing one is a malformed answer."""
+"""The OpenAI chat-completions wire format, for every vendor that speaks it (OpenAI, the Hugging
+Face router, and any later OpenAI-compatible vendor): one module builds the request and reads
+answers, chunks and errors, parameterised by the vendor's spec. Answers are validated with small
+pydantic models: only the fields we use, so a vendor adding fields changes nothing, and a missing
+one is a malformed answer.
+
+Spec options: `max_tokens_field` (`max_completion_tokens` for OpenAI, `max_tokens` elsewhere).
+The transport is the shared httpx2 pool; `openai.py` sends the same request through the official
+SDK instead. Both paths (complete and stream) make one request the same way and map failures in
+one place, `_failures`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import httpx2
 from pydantic import BaseModel, ValidationError
 
-from llm_service.jsonutil import loads
+from llm_service.jsonutil import dumps, loads
 from llm_service.providers.base import (
     ChatRequest,
     ChatTurn,
     Completion,
+    Credentials,
     FailureKind,
+    Provider,
     ProviderError,
     StreamDelta,
     StreamEvent,
     StreamUsage,
+    sse_events,
+    status_failure,
+    stream_cut,
+    stream_error_event,
+    transport_failure,
+    unreadable_chunk,
 )
 
 
@@ -41,6 +59,22 @@ class _ChatCompletion(BaseModel):
     usage: _Usage | None = None
 
 
+class _Delta(BaseModel):
+    content: str | None = None
+
+
+class _ChunkChoice(BaseModel):
+    delta: _Delta
+
+
+class _Chunk(BaseModel):
+    model: str | None = None
+    choices: list[_ChunkChoice] = []
+    usage: _Usage | None = None
+    # The Hugging Face router reports a failure mid-stream as a chunk with `error`.
+    error: Any = None
+
+
 def messages(turns: Sequence[ChatTurn]) -> list[dict[str, str]]:
     return [{"role": turn.role, "content": turn.content} for turn in turns]
 
@@ -60,26 +94,20 @@ def request_body(
     return body
 
 
-class _Delta(BaseModel):
-    content: str | None = None
+def _error_text(error: Any) -> str | None:
+    if isinstance(error, dict):
+        error = error.get("message")
+    return error if isinstance(error, str) else None
 
 
-class _ChunkChoice(BaseModel):
-    delta: _Delta
-
-
-class _Chunk(BaseModel):
-    model: str | None = None
-    choices: list[_ChunkChoice] = []
-    usage: _Usage | None = None
-
-
-def parse_chunk(data: str) -> list[StreamEvent]:
+def parse_chunk(data: str, api_key: str) -> list[StreamEvent]:
     """The events of one `chat.completion.chunk` (usage comes in a last chunk without choices)."""
     try:
         chunk = _Chunk.model_validate_json(data)
     except ValidationError:
-        raise ProviderError(FailureKind.MALFORMED) from None
+        raise unreadable_chunk() from None
+    if chunk.error is not None:
+        raise stream_error_event(_error_text(chunk.error), api_key)
     events: list[StreamEvent] = [
         StreamDelta(choice.delta.content) for choice in chunk.choices if choice.delta.content
     ]
@@ -110,7 +138,71 @@ def error_message(body: bytes) -> str | None:
         data: Any = loads(body)
     except ValueError:
         return None
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        error = error.get("message")
-    return error if isinstance(error, str) else None
+    return _error_text(data.get("error")) if isinstance(data, dict) else None
+
+
+def http_failure(response: httpx2.Response, api_key: str) -> ProviderError:
+    """An OpenAI-style HTTP error answer (its body already read)."""
+    try:
+        detail = error_message(response.content)
+    except httpx2.ResponseNotRead:
+        detail = None
+    return status_failure(response.status_code, detail, api_key, response.headers)
+
+
+class OpenAICompatibleProvider(Provider):
+    """`POST {base}/chat/completions` over the shared httpx2 pool."""
+
+    path = "/chat/completions"
+
+    @property
+    def _max_tokens_field(self) -> str:
+        return str(self.spec.options.get("max_tokens_field", "max_tokens"))
+
+    @contextmanager
+    def _failures(self, creds: Credentials) -> Iterator[None]:
+        """Every failure of either call path as a `ProviderError`."""
+        try:
+            yield
+        except httpx2.HTTPError as exc:
+            raise transport_failure(exc) from None
+
+    @asynccontextmanager
+    async def _send(
+        self, body: dict[str, Any], creds: Credentials, *, stream: bool
+    ) -> AsyncIterator[httpx2.Response]:
+        """The vendor's answer to one request (its body unread when streaming); an HTTP error
+        answer is raised as `ProviderError`."""
+        headers = {"Authorization": f"Bearer {creds.api_key}", "Content-Type": "application/json"}
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        request = self._http.build_request(
+            "POST", creds.base_url + self.path, content=dumps(body), headers=headers
+        )
+        response = await self._http.send(request, stream=True)
+        try:
+            if response.status_code >= 400:
+                await response.aread()
+                raise http_failure(response, creds.api_key)
+            if not stream:
+                await response.aread()
+            yield response
+        finally:
+            await response.aclose()
+
+    async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
+        body = request_body(request, self._max_tokens_field)
+        with self._failures(creds):
+            async with self._send(body, creds, stream=False) as response:
+                return parse_completion(response.content)
+
+    async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
+        body = request_body(request, self._max_tokens_field, stream=True)
+        with self._failures(creds):
+            async with self._send(body, creds, stream=True) as response:
+                async for _, data in sse_events(response):
+                    if data.strip() == "[DONE]":
+                        return
+                    for event in parse_chunk(data, creds.api_key):
+                        yield event
+        raise stream_cut()

@@ -3,12 +3,15 @@
 `POST {base}/api/v1/services/aigc/text-generation/generation` with `Authorization: Bearer`, body
 `{"model", "input": {"messages"}, "parameters": {"result_format": "message", "temperature",
 "max_tokens"}}`; errors are `{"code", "message", "request_id"}`. Base URLs differ by region
-(`dashscope.aliyuncs.com` in mainland China, `dashscope-intl.aliyuncs.com` elsewhere).
+(`dashscope.aliyuncs.com` in mainland China, `dashscope-intl.aliyuncs.com` elsewhere). A stream
+is whole when an event's `finish_reason` is set (DashScope sends the string "null" until then);
+an `event:error` frame is the vendor's error inside the stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import httpx2
 from pydantic import BaseModel, ValidationError
@@ -17,15 +20,20 @@ from llm_service.jsonutil import dumps, loads
 from llm_service.providers.base import (
     ChatRequest,
     Completion,
+    Credentials,
     FailureKind,
     Provider,
     ProviderError,
     StreamDelta,
     StreamEvent,
     StreamUsage,
+    VendorSpec,
     sse_events,
     status_failure,
+    stream_cut,
+    stream_error_event,
     transport_failure,
+    unreadable_chunk,
 )
 
 PATH = "/api/v1/services/aigc/text-generation/generation"
@@ -38,6 +46,11 @@ class _Message(BaseModel):
 
 class _Choice(BaseModel):
     message: _Message
+    finish_reason: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason not in (None, "", "null")
 
 
 class _Output(BaseModel):
@@ -54,43 +67,57 @@ class _Generation(BaseModel):
     usage: _Usage | None = None
 
 
-def _error(status: int, body: bytes, api_key: str, headers: httpx2.Headers) -> ProviderError:
-    code = message = None
+def _error_fields(body: bytes | str) -> tuple[FailureKind | None, str | None]:
+    """The kind its code names (None: go by the status) and the message of a DashScope error
+    body, `{"code", "message", "request_id"}`."""
     try:
         data = loads(body)
-        if isinstance(data, dict):
-            code, message = data.get("code"), data.get("message")
     except ValueError:
-        pass
-    return status_failure(
-        status,
-        message if isinstance(message, str) else None,
-        api_key,
-        headers,
-        kind=FailureKind.AUTH if code in _AUTH_CODES else None,
-    )
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    message = data.get("message")
+    kind = FailureKind.AUTH if data.get("code") in _AUTH_CODES else None
+    return kind, message if isinstance(message, str) else None
 
 
 class QwenProvider(Provider):
-    id = "qwen"
-    display_name = "Qwen (DashScope)"
-
-    def __init__(self, base_url: str, http_client: httpx2.AsyncClient) -> None:
-        self._url = f"{base_url}{PATH}"
-        self._http = http_client
-
-    async def complete(self, request: ChatRequest, api_key: str) -> Completion:
-        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    @contextmanager
+    def _failures(self, creds: Credentials) -> Iterator[None]:
+        """Every failure below HTTP of either call path as a `ProviderError`."""
         try:
-            response = await self._http.post(
-                self._url, content=dumps(_body(request, stream=False)), headers=headers
-            )
+            yield
         except httpx2.HTTPError as exc:
             raise transport_failure(exc) from None
-        if response.status_code >= 400:
-            raise _error(response.status_code, response.content, api_key, response.headers)
+
+    @asynccontextmanager
+    async def _send(self, request: ChatRequest, creds: Credentials, *,
+                    stream: bool) -> AsyncIterator[httpx2.Response]:
+        headers = {"Authorization": f"Bearer {creds.api_key}", "Content-Type": "application/json"}
+        if stream:
+            headers |= {"Accept": "text/event-stream", "X-DashScope-SSE": "enable"}
+        sent = self._http.build_request(
+            "POST", creds.base_url + PATH, content=dumps(_body(request, stream=stream)),
+            headers=headers,
+        )
+        response = await self._http.send(sent, stream=True)
         try:
-            answer = _Generation.model_validate_json(response.content)
+            if response.status_code >= 400 or not stream:
+                await response.aread()
+            if response.status_code >= 400:
+                kind, message = _error_fields(response.content)
+                raise status_failure(response.status_code, message, creds.api_key,
+                                     response.headers, kind=kind)
+            yield response
+        finally:
+            await response.aclose()
+
+    async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
+        with self._failures(creds):
+            async with self._send(request, creds, stream=False) as response:
+                raw = response.content
+        try:
+            answer = _Generation.model_validate_json(raw)
             return Completion(
                 text=answer.output.choices[0].message.content,
                 model=None,  # DashScope does not echo the model
@@ -98,34 +125,29 @@ class QwenProvider(Provider):
                 output_tokens=answer.usage.output_tokens if answer.usage else 0,
             )
         except (ValidationError, IndexError):
-            raise ProviderError(FailureKind.MALFORMED, status=response.status_code) from None
+            raise ProviderError(FailureKind.MALFORMED) from None
 
-    async def stream(self, request: ChatRequest, api_key: str) -> AsyncIterator[StreamEvent]:
-        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
-                   "Accept": "text/event-stream", "X-DashScope-SSE": "enable"}
-        try:
-            async with self._http.stream(
-                "POST", self._url, content=dumps(_body(request, stream=True)), headers=headers
-            ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise _error(response.status_code, response.content, api_key,
-                                 response.headers)
+    async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
+        with self._failures(creds):
+            async with self._send(request, creds, stream=True) as response:
                 async for event, data in sse_events(response):
-                    if event == "error":
-                        raise _error(500, data.encode(), api_key, response.headers)
+                    if event == "error":  # the frame's body is DashScope's error body
+                        kind, message = _error_fields(data)
+                        raise stream_error_event(message, creds.api_key,
+                                                 kind or FailureKind.UPSTREAM)
                     try:
                         piece = _Generation.model_validate_json(data)
                     except ValidationError:
-                        raise ProviderError(FailureKind.MALFORMED) from None
+                        raise unreadable_chunk() from None
                     for choice in piece.output.choices:
                         if choice.message.content:
                             yield StreamDelta(choice.message.content)
                     if piece.usage is not None:
                         yield StreamUsage(None, piece.usage.input_tokens,
                                           piece.usage.output_tokens)
-        except httpx2.HTTPError as exc:
-            raise transport_failure(exc) from None
+                    if any(choice.finished for choice in piece.output.choices):
+                        return
+        raise stream_cut()
 
 
 def _body(request: ChatRequest, *, stream: bool) -> dict[str, object]:
@@ -142,3 +164,14 @@ def _body(request: ChatRequest, *, stream: bool) -> dict[str, object]:
         "input": {"messages": [{"role": t.role, "content": t.content} for t in request.messages]},
         "parameters": parameters,
     }
+
+
+SPEC = VendorSpec(
+    id="qwen",
+    display_name="Qwen (DashScope)",
+    default_base_url="https://dashscope-intl.aliyuncs.com",
+    default_model="qwen-max",
+    adapter=QwenProvider,
+    wire="qwen",
+    order=40,
+)

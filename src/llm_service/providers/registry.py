@@ -1,15 +1,22 @@
-"""Provider id → adapter, the shared HTTP pool, and the one way a vendor is called: a total
-deadline of `LLM_UPSTREAM_TIMEOUT_S` with retries (exponential backoff with jitter) on vendor 5xx
-and connection failures only, never after a 4xx, a 429, an unreadable answer or a timeout, so a
-bad key costs exactly one call.
+"""The one list of vendors (`VENDORS`), the shared HTTP pool, and the one way a vendor is called:
+a total deadline of `LLM_UPSTREAM_TIMEOUT_S` with retries (exponential backoff with jitter) on
+vendor 5xx and connection failures only, never after a 4xx, a 429, an unreadable answer or a
+timeout, so a bad key costs exactly one call.
 
-Adding a vendor: one module with a `Provider` subclass, one line in `_build`.
+Everything that names vendors derives from `VENDORS`: the provider ids in URLs, the
+`LLM_<VENDOR>_BASE_URL` / `LLM_<VENDOR>_DEFAULT_MODEL` overrides, the OpenAPI enum, the error
+sentence listing providers, and the fake vendor's routes. Adding a vendor: one module in this
+package exporting a `VendorSpec` as `SPEC` (an OpenAI-compatible one needs no adapter code); it is
+found at import, so no other file names it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import importlib
+import pkgutil
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import httpx2
 import openai
@@ -21,20 +28,18 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from llm_service import providers
 from llm_service.providers.base import (
     ChatRequest,
     Completion,
+    Credentials,
     FailureKind,
     Provider,
     ProviderError,
     StreamEvent,
     VendorAnswerTooLarge,
+    VendorSpec,
 )
-from llm_service.providers.claude import ClaudeProvider
-from llm_service.providers.gemini import GeminiProvider
-from llm_service.providers.huggingface import HuggingFaceProvider
-from llm_service.providers.openai import OpenAIProvider
-from llm_service.providers.qwen import QwenProvider
 from llm_service.settings import Settings
 
 
@@ -97,6 +102,46 @@ class _VendorClient(openai.DefaultAioHttpClient):  # type: ignore[misc,valid-typ
     def _init_proxy_transport(self, *args: object, **kwargs: object) -> httpx2.AsyncBaseTransport:
         return _CappedTransport(super()._init_proxy_transport(*args, **kwargs),
                                 self._max_response_bytes)
+def _discover() -> dict[str, VendorSpec]:
+    """Every module of this package that exports a `SPEC`, in the order the specs give."""
+    specs = []
+    for module in pkgutil.iter_modules(providers.__path__):
+        spec = getattr(importlib.import_module(f"{providers.__name__}.{module.name}"), "SPEC", None)
+        if isinstance(spec, VendorSpec):
+            specs.append(spec)
+    return {spec.id: spec for spec in sorted(specs, key=lambda spec: (spec.order, spec.id))}
+
+
+# The vendors, in the order they are listed to people.
+VENDORS: dict[str, VendorSpec] = _discover()
+
+
+def provider_ids() -> tuple[str, ...]:
+    return tuple(VENDORS)
+
+
+@contextmanager
+def registered(spec: VendorSpec) -> Iterator[VendorSpec]:
+    """`spec` in `VENDORS` for the duration (apps made meanwhile serve it); for tests and
+    plugins that add a vendor without changing this module."""
+    if spec.id in VENDORS:
+        raise ValueError(f"vendor {spec.id!r} is already registered")
+    VENDORS[spec.id] = spec
+    try:
+        yield spec
+    finally:
+        VENDORS.pop(spec.id, None)
+
+
+def base_url(settings: Settings, spec: VendorSpec) -> str:
+    """The operator's `LLM_<VENDOR>_BASE_URL`, else the spec's."""
+    return (settings.vendor_setting(spec.id, "base_url") or spec.default_base_url).rstrip("/")
+
+
+def default_model(settings: Settings, provider_id: str) -> str:
+    """The operator's `LLM_<VENDOR>_DEFAULT_MODEL`, else the spec's."""
+    return settings.vendor_setting(provider_id, "default_model") or \
+        VENDORS[provider_id].default_model
 
 
 def make_http_client(settings: Settings) -> httpx2.AsyncClient:
@@ -115,30 +160,26 @@ def make_http_client(settings: Settings) -> httpx2.AsyncClient:
     )
 
 
-def _build(settings: Settings, http: httpx2.AsyncClient) -> dict[str, Provider]:
-    timeout = settings.upstream_timeout_s
-    adapters: list[Provider] = [
-        OpenAIProvider(settings.base_url("openai"), http, timeout),
-        GeminiProvider(settings.base_url("gemini"), http, timeout),
-        ClaudeProvider(settings.base_url("claude"), http, timeout),
-        QwenProvider(settings.base_url("qwen"), http),
-        HuggingFaceProvider(settings.base_url("huggingface"), http),
-    ]
-    return {adapter.id: adapter for adapter in adapters}
-
-
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
 
 
 class ProviderRegistry:
+    """One adapter per registered vendor, made once, and the endpoint each call goes to."""
+
     def __init__(self, settings: Settings, http: httpx2.AsyncClient) -> None:
-        self._adapters = _build(settings, http)
-        self._timeout_s = settings.upstream_timeout_s
+        timeout = settings.upstream_timeout_s
+        self._adapters = {id_: spec.adapter(spec, http, timeout) for id_, spec in VENDORS.items()}
+        self._base_urls = {id_: base_url(settings, spec) for id_, spec in VENDORS.items()}
+        self._timeout_s = timeout
         self._attempts = settings.upstream_max_retries + 1
 
     def __getitem__(self, provider_id: str) -> Provider:
         return self._adapters[provider_id]
+
+    def credentials(self, provider_id: str, api_key: str) -> Credentials:
+        """The user's key and the endpoint the operator set for the vendor."""
+        return Credentials(api_key=api_key, base_url=self._base_urls[provider_id])
 
     def _retrying(self) -> AsyncRetrying:
         return AsyncRetrying(
@@ -152,9 +193,10 @@ class ProviderRegistry:
 
     async def complete(self, provider_id: str, request: ChatRequest, api_key: str) -> Completion:
         adapter = self._adapters[provider_id]
+        creds = self.credentials(provider_id, api_key)
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await self._retrying()(adapter.complete, request, api_key)
+                return await self._retrying()(adapter.complete, request, creds)
         except TimeoutError:
             raise ProviderError(FailureKind.TIMEOUT) from None
 
@@ -165,9 +207,10 @@ class ProviderRegistry:
         `complete` (nothing has reached the client yet, so a retry is invisible). Returns the
         first event (None for an empty stream) and the open stream; the caller closes it."""
         adapter = self._adapters[provider_id]
+        creds = self.credentials(provider_id, api_key)
 
         async def attempt() -> tuple[StreamEvent | None, AsyncIterator[StreamEvent]]:
-            events = adapter.stream(request, api_key)
+            events = adapter.stream(request, creds)
             try:
                 return await anext(events), events
             except StopAsyncIteration:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from llm_service.db.models import LLMConfig, utcnow
 from llm_service.errors import ServiceError, validation_error
+from llm_service.providers.registry import default_model
 from llm_service.schemas import ConfigIn
 from llm_service.security.crypto import Keyring, KeyUnreadable
 from llm_service.settings import Settings
@@ -90,7 +91,7 @@ async def save_config(
     row = {
         "user_id": user_id,
         "provider": provider,
-        "model": settings.default_model(provider),
+        "model": default_model(settings, provider),
         "temperature": DEFAULT_TEMPERATURE,
         "max_tokens": DEFAULT_MAX_TOKENS,
         "created_at": now,
