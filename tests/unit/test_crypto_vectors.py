@@ -34,6 +34,21 @@ def test_encryption_with_a_fixed_nonce_gives_the_exact_stored_string(
     assert stored == VECTOR
 
 
+def test_a_token_ending_in_any_base64_character_is_kept_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Only "=" padding is stripped: this value's last character is an "X".
+    monkeypatch.setattr(crypto.os, "urandom", lambda n: NONCE[:n])
+    stored = Keyring.from_hex(KEY).encrypt("sk-34", user_id=7, provider="openai")
+    assert stored == "v1.630dcd29.AAECAwQFBgcICQoLNGn7KPFsEFSATpK6QvCRG4ocpuaX"
+
+
+def test_rotation_reads_the_key_id_field_only() -> None:
+    ring = Keyring.from_hex(KEY)
+    assert not ring.needs_rotation("v1.630dcd29.AAAA.BBBB")
+    assert ring.needs_rotation("v1.00000000.630dcd29.BBBB")
+
+
 def test_the_vector_decrypts_to_its_plaintext() -> None:
     ring = Keyring.from_hex(KEY)
     assert ring.decrypt(VECTOR, user_id=7, provider="openai") == "sk-known-answer"
