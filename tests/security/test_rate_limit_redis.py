@@ -6,7 +6,9 @@ per outage."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from llm_service.security.rate_limit import RateLimiter
 from tests.conftest import make_settings
 
 # A hang would show as this test failing here, never as a stuck run.
-GUARD_S = 30
+GUARD_S = 15
 
 
 def limiter(tmp_path: Path, redis_url: str | None, limit: str = "3/minute") -> RateLimiter:
@@ -95,8 +97,38 @@ async def test_a_redis_that_never_answers_does_not_hang_requests(
     assert other.allowed and other.remaining == 1
     warnings = [r.getMessage() for r in caplog.records if r.name == "llm_service.rate_limit"]
     assert len(warnings) == 1, warnings  # one outage, one warning
-    assert warnings[0].startswith("rate-limit storage unreachable (")
-    assert warnings[0].endswith("); counting in this process for 5s")
+    assert warnings[0] == ("rate-limit storage unreachable (StorageError); counting in this "
+                           "process for 5s")  # the storage's own error, wrapped by `limits`
+
+
+async def test_a_redis_whose_connections_never_complete_does_not_hang_requests(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A listening socket that never accepts: once its backlog is full, the kernel drops further
+    # SYNs, so a connection attempt neither succeeds nor fails (a black-holed address, on
+    # 127.0.0.1). Only the connect timeout ends it.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(listener.getsockname())
+        fillers.append(filler)
+    try:
+        port = listener.getsockname()[1]
+        stuck = limiter(tmp_path, f"redis://127.0.0.1:{port}/0", limit="1/minute")
+        with caplog.at_level(logging.WARNING, logger="llm_service.rate_limit"):
+            first = await asyncio.wait_for(stuck.hit(stuck.default, 1), GUARD_S)
+            second = await asyncio.wait_for(stuck.hit(stuck.default, 1), GUARD_S)
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
+    assert (first.allowed, second.allowed) == (True, False)
+    assert [r.getMessage() for r in caplog.records if r.name == "llm_service.rate_limit"] == [
+        "rate-limit storage unreachable (StorageError); counting in this process for 5s"]
 
 
 async def test_after_the_pause_redis_is_tried_again(

@@ -55,6 +55,17 @@ def test_the_cap_refuses_the_chat_over_it_and_frees_slots() -> None:
     cap.acquire(1)  # a released slot can be taken again
 
 
+def test_a_release_frees_exactly_one_slot() -> None:
+    cap = ConcurrencyCap(2)
+    cap.acquire(1)
+    cap.acquire(1)
+    cap.release(1)  # one chat still in flight
+    cap.acquire(1)
+    with pytest.raises(ServiceError):
+        cap.acquire(1)
+    assert cap._in_flight[1] == 2
+
+
 def test_idle_users_leave_no_entry_behind() -> None:
     cap = ConcurrencyCap(1)
     for user in range(100):
