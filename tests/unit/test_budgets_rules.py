@@ -3,6 +3,7 @@ which limit a refusal names, and the 80% warning's threshold and wording."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -45,6 +46,12 @@ def test_no_settings_means_no_budget(tmp_path: Path) -> None:
     assert budget == Budget(None, None) and not budget.limited
 
 
+def test_a_role_without_budget_settings_has_no_budget(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "sqlite+aiosqlite://", LLM_BUDGET_TOKENS_CLIENT=5,
+                             LLM_BUDGET_COST_USD_CLIENT=1)
+    assert budget_for(settings, "GUEST") == Budget(None, None)
+
+
 @pytest.mark.parametrize(
     ("now", "month", "start", "end"),
     [
@@ -72,12 +79,25 @@ def test_month_bounds_at_the_edges(
     assert month_bounds(now)[1].tzinfo == UTC
 
 
+def test_month_bounds_do_not_depend_on_the_hosts_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        # 00:30 UTC on January 1st is still December 31st in New York: the month is January.
+        assert month_bounds(datetime(2026, 1, 1, 0, 30, tzinfo=UTC))[0] == "2026-01"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_the_input_estimate_never_undercounts_ascii() -> None:
     # At least the rule of thumb of four characters a token, rounded up.
     assert estimate_tokens("") == 0
     assert estimate_tokens("a") >= 1
     assert estimate_tokens("abcde") >= 2
-    assert estimate_tokens("x" * 400) >= 100
+    assert 100 <= estimate_tokens("x" * 400) <= 400  # and never more than a token a byte
 
 
 def test_a_refusal_names_the_token_limit_and_the_reset_day() -> None:

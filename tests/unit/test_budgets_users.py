@@ -84,6 +84,16 @@ async def test_two_users_reserve_and_settle_only_their_own_rows(api: Api) -> Non
     assert await standing(api, 1) == Standing(120, 0, Decimal("0.12"), Decimal(0))
 
 
+async def test_settling_touches_only_the_reservations_month(api: Api) -> None:
+    november = datetime(2025, 11, 30, 23, 59, 59, tzinfo=UTC)
+    await add_message(api, 1, datetime(2025, 11, 2, tzinfo=UTC), (40, 2), "0.04")
+    assert await standing(api, 1, november) == Standing(42, 0, Decimal("0.04"), Decimal(0))
+    reservation, _ = await reserve(api, 1, 100, "0.10")  # December's
+    assert await settle(api, reservation, 10, "0.01") == Standing(10, 0, Decimal("0.01"),
+                                                                  Decimal(0))
+    assert await standing(api, 1, november) == Standing(42, 0, Decimal("0.04"), Decimal(0))
+
+
 async def test_a_reservation_fits_up_to_the_token_limit_and_not_one_past(api: Api) -> None:
     await add_message(api, 1, datetime(2025, 12, 3, tzinfo=UTC), (400, 0), "0")
     _, figures = await reserve(api, 1, 500, "0")
