@@ -173,13 +173,15 @@ async def test_sse_events_frames_and_names() -> None:
             b": a comment\n\n"
             b"event:  usage \nid: 4\ndata: {}\n\n"
             b"data: after a named event\n\n"
-            b"data: last, unterminated")
+            b"event:ping\ndata: p\n\n"
+            b"data: last,\ndata: unterminated")
     assert await _events(body) == [
         ("message", "one"),
         ("delta", "two\n three"),
         ("usage", "{}"),
         ("message", "after a named event"),
-        ("message", "last, unterminated"),
+        ("ping", "p"),
+        ("message", "last,\nunterminated"),
     ]
 
 
