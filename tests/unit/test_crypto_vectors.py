@@ -64,7 +64,7 @@ def test_the_associated_data_binds_user_and_provider() -> None:
     assert plain == b"sk-known-answer"
 
 
-@pytest.mark.parametrize("plaintext", ["", "a", "ab", "abc", "abcd", "sk-ü-€-𝄞"])
+@pytest.mark.parametrize("plaintext", [*("k" * n for n in range(13)), "sk-ü-€-𝄞"])
 def test_every_padding_length_round_trips(plaintext: str) -> None:
     ring = Keyring.from_hex(KEY)
     stored = ring.encrypt(plaintext, user_id=1, provider="claude")
