@@ -446,10 +446,9 @@ async def test_openai_hang_times_out_and_disconnect_is_seen(
     client = openai_client(fake, http).with_options(timeout=0.5)
     with pytest.raises(openai.APITimeoutError):
         await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-    gave_up = time.time()
     await wait_for(lambda: last(fake, "openai").disconnected_at is not None)
     record = last(fake, "openai")
-    assert record.disconnected_at is not None and record.disconnected_at - gave_up < 1.0
+    # The hang (bound: 300 s) ended by the client leaving, not by the fake answering.
     assert record.status is None and record.finished_at is None
 
 
@@ -811,11 +810,9 @@ async def test_openai_stream_client_disconnect_reaches_vendor(
         if seen == 3:
             break
     await stream.close()
-    closed = time.time()
     await wait_for(lambda: last(fake, "openai").disconnected_at is not None)
-    record = last(fake, "openai")
-    assert record.disconnected_at is not None and record.disconnected_at - closed < 1.0
-    assert record.finished_at is None
+    # The vendor saw the client leave before it had sent its 40 pieces (ordering, not timing).
+    assert last(fake, "openai").finished_at is None
 
 
 async def test_claude_stream_client_disconnect_reaches_vendor(
@@ -827,10 +824,9 @@ async def test_claude_stream_client_disconnect_reaches_vendor(
     ) as stream:
         async for _ in stream.text_stream:
             break
-    closed = time.time()
     await wait_for(lambda: last(fake, "claude").disconnected_at is not None)
-    disconnected_at = last(fake, "claude").disconnected_at
-    assert disconnected_at is not None and disconnected_at - closed < 1.0
+    # The vendor saw the client leave before it had sent its 40 pieces (ordering, not timing).
+    assert last(fake, "claude").finished_at is None
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -850,9 +846,11 @@ async def test_stop_does_not_wait_for_hanging_requests() -> None:
                 )
             )
             await wait_for(lambda: len(own.requests) == 1)
-            started = time.monotonic()
+            server = own._server
+            assert server is not None
             await asyncio.to_thread(own.stop)
-            assert time.monotonic() - started < 2.0
+            # The hang (bound: 300 s) was released: the server exited without being forced.
+            assert not server.force_exit
             try:
                 answer = await asyncio.wait_for(pending, 5)
             except httpx2.TransportError:

@@ -13,9 +13,12 @@ import pytest
 from sqlalchemy import text
 
 from llm_service.app import create_app
+from llm_service.providers.registry import provider_ids
 from tests.conftest import Api, make_settings
-from tests.fakes.vendor import PROVIDERS, FakeVendor
+from tests.fakes.vendor import FakeVendor
 from tests.security.conftest import AppFactory
+
+PROVIDERS = provider_ids()
 
 CANARY = "sk-CANARY-7f3a9c2e-do-not-leak-4d1b"
 SHAPELESS = "Wq7ZuT3mXp9LkR2vNc8BdHy4"  # no prefix, nothing a key-shape pattern knows

@@ -14,9 +14,12 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from llm_service.providers.registry import provider_ids
 from llm_service.security.jwt import issue_token
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_JWT_SECRET, make_settings, vendor_settings
-from tests.fakes.vendor import PROVIDERS, FakeVendor
+from tests.fakes.vendor import FakeVendor
+
+PROVIDERS = provider_ids()
 
 KEY = "Wq7ZuT3mXp9LkR2vNc8BdHy4"  # in no known key shape
 TEXT = "serve-canary chat text"

@@ -9,9 +9,12 @@ import json
 
 import pytest
 
+from llm_service.providers.registry import provider_ids
 from tests.conftest import Api
-from tests.fakes.vendor import PROVIDERS, FakeVendor
+from tests.fakes.vendor import FakeVendor
 from tests.security.conftest import AppFactory
+
+PROVIDERS = provider_ids()
 
 # In no known key shape (no sk-, hf_, AIza prefix): only the overlap scrub can catch its echoes.
 KEY = "CanaryQ7f3a9c2eDoNotLeak4d1bZ"
