@@ -110,14 +110,19 @@ def request_id_of(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
 
-def error_response(error: ServiceError, request_id: str) -> Response:
+def error_body(error: ServiceError, request_id: str) -> dict[str, Any]:
+    """The contract's one error shape (a JSON answer's body, a stream's `error` event)."""
     body: dict[str, Any] = {"success": False, "error": error.message, "code": error.code}
     if error.details is not None:
         body["details"] = list(error.details)
     body["requestId"] = request_id
+    return body
+
+
+def error_response(error: ServiceError, request_id: str) -> Response:
     headers = {**error.headers, "X-Request-ID": request_id}
-    return Response(dumps(body), status_code=error.status, headers=headers,
-                    media_type="application/json")
+    return Response(dumps(error_body(error, request_id)), status_code=error.status,
+                    headers=headers, media_type="application/json")
 
 
 def _validation_details(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:

@@ -218,6 +218,15 @@ class ChatOut(BaseModel):
         "they were estimated.",
     )
 
+    def body(self) -> dict[str, Any]:
+        """The answer as sent (JSON route and the stream's `done`): the notes (`warning`,
+        `truncated`, `tokensEstimated`) only when they say something; `id` and `costUsd` always,
+        since their null means something."""
+        return self.model_dump(exclude={name for name in _NOTES if getattr(self, name) is None})
+
+
+_NOTES = ("warning", "truncated", "tokensEstimated")
+
 
 class ConfigView(BaseModel):
     model: str = Field(examples=["gpt-4o"])

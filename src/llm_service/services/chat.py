@@ -51,7 +51,7 @@ from llm_service.providers.base import (
     checked_tokens,
 )
 from llm_service.runtime import Runtime
-from llm_service.schemas import ChatIn
+from llm_service.schemas import ChatIn, ChatOut
 from llm_service.security.crypto import KeyUnreadable
 from llm_service.security.jwt import Principal
 from llm_service.security.sanitize import sanitize
@@ -310,75 +310,123 @@ async def prepare(
     return PreparedChat(adapter, request, api_key, config.model)
 
 
-@asynccontextmanager
-async def calling_vendor(
-    runtime: Runtime, provider: str, prepared: PreparedChat, spend: Spend
-) -> AsyncIterator[None]:
-    """Around the vendor call (or the start of a stream): its latency and errors are counted, a
-    failure becomes the contract's error and releases the budget reservation."""
-    began = time.perf_counter()
-    try:
-        yield
-    except ProviderError as exc:
-        runtime.metrics.vendor_call(provider, time.perf_counter() - began)
-        runtime.metrics.vendor_error(provider, exc.kind)
-        await spend.settle(0, None)
-        raise provider_failure(
-            exc, prepared.adapter.display_name, runtime.settings.upstream_timeout_s
-        ) from None
-    except BaseException:
-        await spend.settle(0, None)
-        raise
-    runtime.metrics.vendor_call(provider, time.perf_counter() - began)
+@dataclass(frozen=True, slots=True)
+class VendorReply:
+    """What the vendor answered, as either route has it once the answer is over."""
+
+    text: str  # as the vendor wrote it (cut at the reply cap)
+    shown: str  # sanitized: what is stored and returned
+    model: object  # the vendor's figures, unchecked
+    input_tokens: object
+    output_tokens: object
+    interrupted: bool = False
+    truncated: bool = False
+
+
+@dataclass(slots=True)
+class ChatCall:
+    """One chat, from its checks to its recorded answer; both chat routes go through it."""
+
+    runtime: Runtime
+    user: Principal
+    provider: str
+    body: ChatIn
+    prepared: PreparedChat
+    spend: Spend
+
+    @property
+    def reply_cap(self) -> int:
+        return reply_cap(self.runtime, self.prepared.request)
+
+    def failure(self, error: ProviderError) -> ServiceError:
+        return provider_failure(error, self.prepared.adapter.display_name,
+                                self.runtime.settings.upstream_timeout_s)
+
+    @asynccontextmanager
+    async def calling_vendor(self) -> AsyncIterator[None]:
+        """Around the vendor call (or the start of a stream): its latency and errors are
+        counted, a failure becomes the contract's error and releases the budget reservation."""
+        metrics = self.runtime.metrics
+        began = time.perf_counter()
+        try:
+            yield
+        except ProviderError as exc:
+            metrics.vendor_call(self.provider, time.perf_counter() - began)
+            metrics.vendor_error(self.provider, exc.kind)
+            await self.spend.settle(0, None)
+            raise self.failure(exc) from None
+        except BaseException:
+            await self.spend.settle(0, None)
+            raise
+        metrics.vendor_call(self.provider, time.perf_counter() - began)
+
+    async def record(self, reply: VendorReply) -> ChatOut:
+        """The one answer path: the vendor's figures checked, the reply priced and counted,
+        the message and reply stored, the budget settled, and the answer both routes give.
+        Shielded: once the vendor has answered, a client going away does not lose the reply."""
+        runtime, prepared = self.runtime, self.prepared
+        usage = checked_usage(reply.model, reply.input_tokens, reply.output_tokens,
+                              request=prepared.request, reply=reply.text,
+                              configured_model=prepared.configured_model)
+        cost = self.spend.cost(usage.model, usage.input_tokens, usage.output_tokens)
+        runtime.metrics.usage(self.provider, usage.model, usage.input_tokens,
+                              usage.output_tokens, cost)
+        message = sanitize(self.body.message, image_hosts=runtime.settings.allowed_image_hosts)
+        with anyio.CancelScope(shield=True):
+            try:
+                reply_id = await store_exchange(runtime, self.user.user_id, self.provider, [
+                    NewMessage("user", message, usage.input_tokens,
+                               tokens_estimated=usage.estimated),
+                    NewMessage("assistant", reply.shown, usage.output_tokens,
+                               interrupted=reply.interrupted, tokens_estimated=usage.estimated,
+                               model=usage.model, input_tokens=usage.input_tokens,
+                               output_tokens=usage.output_tokens, cost_usd=cost),
+                ])
+            finally:
+                await self.spend.settle(usage.tokens, cost)
+        return ChatOut(
+            response=reply.shown,
+            tokensUsed=usage.tokens,
+            model=usage.model,
+            inputTokens=usage.input_tokens,
+            outputTokens=usage.output_tokens,
+            id=reply_id,
+            costUsd=float(cost) if cost is not None else None,
+            tokensEstimated=True if usage.estimated else None,
+            truncated=True if reply.truncated else None,
+            warning=join_warnings(NOT_STORED if reply_id is None else None,
+                                  TRUNCATED.format(cap=self.reply_cap) if reply.truncated
+                                  else None,
+                                  self.spend.warning),
+        )
+
+
+async def begin_chat(
+    runtime: Runtime, *, user: Principal, provider: str, body: ChatIn
+) -> ChatCall:
+    """Everything checked and the worst case reserved, before the vendor is called."""
+    prepared = await prepare(runtime, user_id=user.user_id, provider=provider, body=body)
+    spend = Spend(runtime, user, provider)
+    await spend.reserve(prepared.request)
+    return ChatCall(runtime, user, provider, body, prepared, spend)
 
 
 async def chat(
     runtime: Runtime, *, user: Principal, provider: str, body: ChatIn
 ) -> dict[str, Any]:
-    prepared = await prepare(runtime, user_id=user.user_id, provider=provider, body=body)
-    spend = Spend(runtime, user, provider)
-    await spend.reserve(prepared.request)
-    async with calling_vendor(runtime, provider, prepared, spend):
+    call = await begin_chat(runtime, user=user, provider=provider, body=body)
+    async with call.calling_vendor():
         completion = await runtime.providers.complete(
-            provider, prepared.request, prepared.api_key
+            provider, call.prepared.request, call.prepared.api_key
         )
-
-    cap = reply_cap(runtime, prepared.request)
-    truncated = len(completion.text) > cap
-    text = completion.text[:cap]
-    usage = checked_usage(completion.model, completion.input_tokens, completion.output_tokens,
-                          request=prepared.request, reply=text,
-                          configured_model=prepared.configured_model)
-    cost = spend.cost(usage.model, usage.input_tokens, usage.output_tokens)
-    runtime.metrics.usage(provider, usage.model, usage.input_tokens, usage.output_tokens, cost)
-    hosts = runtime.settings.allowed_image_hosts
-    reply = sanitize(text, image_hosts=hosts)
-    try:
-        reply_id = await store_exchange(runtime, user.user_id, provider, [
-            NewMessage("user", sanitize(body.message, image_hosts=hosts), usage.input_tokens,
-                       tokens_estimated=usage.estimated),
-            NewMessage("assistant", reply, usage.output_tokens, interrupted=truncated,
-                       tokens_estimated=usage.estimated, model=usage.model,
-                       input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                       cost_usd=cost),
-        ])
-    finally:
-        await spend.settle(usage.tokens, cost)
-    answer: dict[str, Any] = {
-        "response": reply,
-        "tokensUsed": usage.tokens,
-        "model": usage.model,
-        "inputTokens": usage.input_tokens,
-        "outputTokens": usage.output_tokens,
-        "id": reply_id,
-        "costUsd": float(cost) if cost is not None else None,
-    }
-    if usage.estimated:
-        answer["tokensEstimated"] = True
-    if truncated:
-        answer["truncated"] = True
-    warning = join_warnings(NOT_STORED if reply_id is None else None,
-                            TRUNCATED.format(cap=cap) if truncated else None, spend.warning)
-    if warning:
-        answer["warning"] = warning
-    return answer
+    text = completion.text[:call.reply_cap]
+    answer = await call.record(VendorReply(
+        text=text,
+        shown=sanitize(text, image_hosts=runtime.settings.allowed_image_hosts),
+        model=completion.model,
+        input_tokens=completion.input_tokens,
+        output_tokens=completion.output_tokens,
+        interrupted=len(completion.text) > len(text),
+        truncated=len(completion.text) > len(text),
+    ))
+    return answer.body()

@@ -30,27 +30,14 @@ from typing import Any
 
 import anyio
 
-from llm_service.errors import ServiceError
+from llm_service.errors import ServiceError, error_body
 from llm_service.jsonutil import dumps
 from llm_service.providers.base import FailureKind, ProviderError, StreamDelta, StreamEvent
 from llm_service.runtime import Runtime
 from llm_service.schemas import ChatIn
 from llm_service.security.jwt import Principal
-from llm_service.security.sanitize import StreamSanitizer, sanitize
-from llm_service.services.chat import (
-    NOT_STORED,
-    TRUNCATED,
-    PreparedChat,
-    Spend,
-    calling_vendor,
-    checked_usage,
-    join_warnings,
-    prepare,
-    provider_failure,
-    reply_cap,
-    store_exchange,
-)
-from llm_service.services.history import NewMessage
+from llm_service.security.sanitize import StreamSanitizer
+from llm_service.services.chat import ChatCall, VendorReply, begin_chat
 
 log = logging.getLogger("llm_service.chat_stream")
 
@@ -102,39 +89,25 @@ class _Usage:
 async def open_chat_stream(
     runtime: Runtime, *, user: Principal, provider: str, body: ChatIn
 ) -> ChatStream:
-    prepared = await prepare(runtime, user_id=user.user_id, provider=provider, body=body)
-    spend = Spend(runtime, user, provider)
-    await spend.reserve(prepared.request)
-    async with calling_vendor(runtime, provider, prepared, spend):
+    call = await begin_chat(runtime, user=user, provider=provider, body=body)
+    async with call.calling_vendor():
         first, events = await runtime.providers.open_stream(
-            provider, prepared.request, prepared.api_key
+            provider, call.prepared.request, call.prepared.api_key
         )
-    return ChatStream(runtime, user.user_id, provider, body, prepared, spend, first, events)
+    return ChatStream(call, first, events)
 
 
 class ChatStream:
     def __init__(
-        self,
-        runtime: Runtime,
-        user_id: int,
-        provider: str,
-        body: ChatIn,
-        prepared: PreparedChat,
-        spend: Spend,
-        first: StreamEvent | None,
-        events: AsyncIterator[StreamEvent],
+        self, call: ChatCall, first: StreamEvent | None, events: AsyncIterator[StreamEvent]
     ) -> None:
-        self._runtime = runtime
-        self._user_id = user_id
-        self._provider = provider
-        self._body = body
-        self._prepared = prepared
-        self._spend = spend
+        self._call = call
+        self._runtime = call.runtime
         self._first = first
         self._events = events
         self._usage = _Usage()
-        self._text = StreamSanitizer(image_hosts=runtime.settings.allowed_image_hosts)
-        self._cap = reply_cap(runtime, prepared.request)
+        self._text = StreamSanitizer(image_hosts=call.runtime.settings.allowed_image_hosts)
+        self._cap = call.reply_cap
         self._truncated = False
 
     async def sse(self, request_id: str, on_end: Callable[[], None]) -> AsyncIterator[bytes]:
@@ -155,21 +128,21 @@ class ChatStream:
                         if self._truncated:
                             break  # leaving _pieces closes the vendor call
             except ProviderError as exc:
-                self._runtime.metrics.vendor_error(self._provider, exc.kind)
-                name = self._prepared.adapter.display_name
+                self._runtime.metrics.vendor_error(self._call.provider, exc.kind)
                 if isinstance(exc, StreamDeadline):
-                    error = deadline_passed(name, self._runtime.settings.stream_timeout_s)
+                    error = deadline_passed(self._call.prepared.adapter.display_name,
+                                            self._runtime.settings.stream_timeout_s)
                 else:
-                    error = provider_failure(exc, name, self._runtime.settings.upstream_timeout_s)
+                    error = self._call.failure(exc)
                 stored = True
                 await self._store_partial(request_id)
-                yield sse("error", self._error_body(error, request_id))
+                yield sse("error", error_body(error, request_id))
                 return
             except Exception:
                 log.exception("request %s: stream failed", request_id)
                 stored = True
                 await self._store_partial(request_id)
-                yield sse("error", self._error_body(internal_error(request_id), request_id))
+                yield sse("error", error_body(internal_error(request_id), request_id))
                 return
             if rest := self._text.finish():
                 yield sse("delta", {"text": rest})
@@ -179,7 +152,7 @@ class ChatStream:
             except Exception as exc:  # not an outage: those end with `done` and a warning
                 log.error("request %s: storing the stream failed (%s)", request_id,
                           type(exc).__name__)
-                yield sse("error", self._error_body(internal_error(request_id), request_id))
+                yield sse("error", error_body(internal_error(request_id), request_id))
                 return
             yield sse("done", done)
         except BaseException:  # the client went away: the stream is cancelled
@@ -232,48 +205,17 @@ class ChatStream:
             await self._events.aclose()  # type: ignore[attr-defined]
 
     async def _store(self, *, interrupted: bool) -> dict[str, Any]:
-        usage = checked_usage(
-            self._usage.model, self._usage.input_tokens, self._usage.output_tokens,
-            request=self._prepared.request, reply=self._text.raw,
-            configured_model=self._prepared.configured_model,
-        )
-        reply = self._text.text()
-        hosts = self._runtime.settings.allowed_image_hosts
-        cost = self._spend.cost(usage.model, usage.input_tokens, usage.output_tokens)
-        self._runtime.metrics.usage(self._provider, usage.model, usage.input_tokens,
-                                    usage.output_tokens, cost)
-        with anyio.CancelScope(shield=True):
-            try:
-                reply_id = await store_exchange(self._runtime, self._user_id, self._provider, [
-                    NewMessage("user", sanitize(self._body.message, image_hosts=hosts),
-                               usage.input_tokens,
-                               tokens_estimated=usage.estimated),
-                    NewMessage("assistant", reply, usage.output_tokens,
-                               interrupted=interrupted, tokens_estimated=usage.estimated,
-                               model=usage.model, input_tokens=usage.input_tokens,
-                               output_tokens=usage.output_tokens, cost_usd=cost),
-                ])
-            finally:
-                await self._spend.settle(usage.tokens, cost)
-        done: dict[str, Any] = {
-            "response": reply,
-            "tokensUsed": usage.tokens,
-            "inputTokens": usage.input_tokens,
-            "outputTokens": usage.output_tokens,
-            "model": usage.model,
-            "id": reply_id,
-            "costUsd": float(cost) if cost is not None else None,
-        }
-        if usage.estimated:
-            done["tokensEstimated"] = True
-        if self._truncated:
-            done["truncated"] = True
-        warning = join_warnings(NOT_STORED if reply_id is None else None,
-                                TRUNCATED.format(cap=self._cap) if self._truncated else None,
-                                self._spend.warning)
-        if warning:
-            done["warning"] = warning
-        return done
+        """The stream's answer recorded as the JSON route records its own; `done`'s body."""
+        answer = await self._call.record(VendorReply(
+            text=self._text.raw,
+            shown=self._text.text(),
+            model=self._usage.model,
+            input_tokens=self._usage.input_tokens,
+            output_tokens=self._usage.output_tokens,
+            interrupted=interrupted,
+            truncated=self._truncated,
+        ))
+        return answer.body()
 
     async def _store_partial(self, request_id: str) -> None:
         """Store the partial reply of a failed stream; failing to must not keep the stream from
@@ -283,8 +225,3 @@ class ChatStream:
         except Exception as exc:
             log.error("request %s: storing the partial stream failed (%s)", request_id,
                       type(exc).__name__)
-
-    @staticmethod
-    def _error_body(error: ServiceError, request_id: str) -> dict[str, Any]:
-        return {"success": False, "error": error.message, "code": error.code,
-                "requestId": request_id}
