@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from llm_service.errors import ServiceError, unauthorized, unknown_provider, validation_error
 from llm_service.jsonutil import loads
@@ -102,6 +102,16 @@ async def db_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit happens before the response is sent, so a failed commit is the
 # response.
 SessionDep = Annotated[AsyncSession, Depends(db_session, scope="function")]
+
+
+async def db_connection(runtime: RuntimeDep) -> AsyncIterator[AsyncConnection]:
+    """An autocommit connection for a route's reads (each statement its own transaction, no
+    BEGIN/COMMIT round trips), back in the pool when the route returns."""
+    async with runtime.autocommit.connect() as conn:
+        yield conn
+
+
+ConnectionDep = Annotated[AsyncConnection, Depends(db_connection, scope="function")]
 
 
 def payload_too_large(limit: int) -> ServiceError:

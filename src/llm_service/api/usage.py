@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from llm_service.api.deps import CurrentUser, RuntimeDep
+from llm_service.api.deps import ConnectionDep, CurrentUser, RuntimeDep
 from llm_service.api.responses import error_responses
 from llm_service.db.models import utcnow
 from llm_service.errors import ServiceError
@@ -57,6 +57,14 @@ To = Annotated[str | None, Query(alias="to", json_schema_extra=_DATE, descriptio
                                  "day, included (YYYY-MM-DD); default today.")]
 
 
+async def period(start: From = None, end: To = None) -> tuple[date, date]:
+    """The asked-for period, checked (422) before a database connection is taken."""
+    return _period(start, end)
+
+
+PeriodDep = Annotated[tuple[date, date], Depends(period)]
+
+
 async def admin_user(user: CurrentUser) -> Principal:
     if not user.is_admin:
         raise ServiceError(403, "forbidden", "Only administrators can see platform-wide usage.")
@@ -71,15 +79,13 @@ async def admin_user(user: CurrentUser) -> Principal:
 )
 async def my_usage(
     user: CurrentUser,
-    runtime: RuntimeDep,
-    start: From = None,
-    end: To = None,
+    period: PeriodDep,
+    conn: ConnectionDep,
     group_by: Annotated[usage.GroupBy, Query(alias="groupBy")] = "day",
 ) -> JSONResponse:
-    first, last = _period(start, end)
-    async with runtime.autocommit.connect() as conn:
-        groups = await usage.grouped(conn, group_by, first, last, user.user_id)
-        total = await usage.total(conn, first, last, user.user_id)
+    first, last = period
+    groups = await usage.grouped(conn, group_by, first, last, user.user_id)
+    total = await usage.total(conn, first, last, user.user_id)
     return JSONResponse({"from": first.isoformat(), "to": last.isoformat(), "groupBy": group_by,
                          "groups": groups, "total": total})
 
@@ -117,21 +123,19 @@ async def my_limits(user: CurrentUser, runtime: RuntimeDep) -> JSONResponse:
 )
 async def admin_usage(
     user: Annotated[Principal, Depends(admin_user)],
-    runtime: RuntimeDep,
-    start: From = None,
-    end: To = None,
+    period: PeriodDep,
+    conn: ConnectionDep,
 ) -> JSONResponse:
-    first, last = _period(start, end)
-    async with runtime.autocommit.connect() as conn:
-        body = {
-            "from": first.isoformat(),
-            "to": last.isoformat(),
-            "byProvider": await usage.grouped(conn, "provider", first, last),
-            "byModel": await usage.grouped(conn, "model", first, last),
-            "byDay": await usage.grouped(conn, "day", first, last),
-            "topUsers": await usage.top_users(conn, first, last),
-            "total": await usage.total(conn, first, last),
-        }
+    first, last = period
+    body = {
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "byProvider": await usage.grouped(conn, "provider", first, last),
+        "byModel": await usage.grouped(conn, "model", first, last),
+        "byDay": await usage.grouped(conn, "day", first, last),
+        "topUsers": await usage.top_users(conn, first, last),
+        "total": await usage.total(conn, first, last),
+    }
     return JSONResponse(body)
 
 

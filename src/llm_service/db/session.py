@@ -1,11 +1,14 @@
-"""The async engine and session factory, made once in the app's lifespan."""
+"""The async engine and session factory, made once in the app's lifespan, and the one
+dialect-aware INSERT (with its upsert clauses) that services build statements from."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -43,3 +46,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def dialect_insert(bind: AsyncConnection | AsyncSession, table: Any) -> Any:
+    """`INSERT` in the dialect of `bind`, whose `on_conflict_do_update`/`on_conflict_do_nothing`
+    both databases speak (PostgreSQL and SQLite 3.24+ share `ON CONFLICT`)."""
+    engine = bind.bind if isinstance(bind, AsyncSession) else bind
+    name = engine.dialect.name
+    return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)

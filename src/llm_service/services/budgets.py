@@ -30,10 +30,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import bindparam, delete, func, insert, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from llm_service.db.models import BudgetReservation, BudgetUsage, ChatMessage
+from llm_service.db.session import dialect_insert
 from llm_service.errors import ServiceError
 from llm_service.settings import Settings
 
@@ -107,10 +107,6 @@ class Standing:
     reserved_cost_usd: Decimal
 
 
-def _insert(dialect: str):  # type: ignore[no-untyped-def]
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(BudgetUsage)
-
-
 async def _ensure_month(conn: AsyncConnection, user_id: int, now: datetime) -> str:
     month, start, end = month_bounds(now)
     spent = select(
@@ -120,7 +116,7 @@ async def _ensure_month(conn: AsyncConnection, user_id: int, now: datetime) -> s
     ).where(ChatMessage.user_id == user_id, ChatMessage.role == "assistant",
             ChatMessage.created_at >= start, ChatMessage.created_at < end)
     await conn.execute(
-        _insert(conn.dialect.name)
+        dialect_insert(conn, BudgetUsage)
         .from_select(["user_id", "month", "used_tokens", "used_cost_usd"], spent)
         .on_conflict_do_nothing(index_elements=["user_id", "month"])
     )

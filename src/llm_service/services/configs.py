@@ -8,10 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Row, bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from llm_service.db.models import LLMConfig, utcnow
+from llm_service.db.session import dialect_insert
 from llm_service.errors import ServiceError, validation_error
 from llm_service.providers.registry import default_model
 from llm_service.schemas import ConfigIn
@@ -60,10 +60,6 @@ def _missing_api_key(provider: str) -> ServiceError:
     }])
 
 
-def _insert(dialect: str) -> Any:
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(LLMConfig)
-
-
 async def save_config(
     session: AsyncSession,
     keyring: Keyring,
@@ -98,7 +94,7 @@ async def save_config(
         **values,
         "updated_at": now,
     }
-    statement = _insert(session.bind.dialect.name).values(**row)
+    statement = dialect_insert(session, LLMConfig).values(**row)
     statement = statement.on_conflict_do_update(
         index_elements=["user_id", "provider"], set_={**values, "updated_at": now}
     )
