@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from llm_service import __version__
 from llm_service.api import chat, configs, health, history, usage
@@ -39,6 +40,10 @@ Every `/llm/*` route needs `Authorization: Bearer <jwt>` from the platform's aut
 Every error has one shape: `{"success": false, "error": "...", "code": "...", "requestId": "..."}`
 (plus `details` for validation errors), and the same id in the `X-Request-ID` header.
 """
+
+
+# Where the Swagger UI and ReDoc files are served (the pages at /docs and /redoc load them here).
+DOCS_ASSETS_URL = "/docs/assets"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -72,12 +77,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await http.aclose()
             await engine.dispose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts, styles and icon from the service itself
+    # (fastapi-offline ships them, under DOCS_ASSETS_URL), never from a public CDN: they render on
+    # an intranet, offline and wherever a CDN is blocked.
+    app = FastAPIOffline(
         title="llm-service",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        static_url=DOCS_ASSETS_URL,
     )
     install_error_handlers(app)
     routers = (health.router, configs.router, history.router, chat.router, usage.router,
