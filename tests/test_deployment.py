@@ -266,6 +266,18 @@ def test_compose_redis_url_defaults_to_the_redis_service() -> None:
     assert interpolate(service()["environment"]["REDIS_URL"], {}) == "redis://redis:6379/0"
 
 
+def test_compose_has_no_empty_default_that_podman_compose_1_0_3_passes_literally() -> None:
+    # Debian 12's podman-compose 1.0.3 needs a non-empty default: `${NAME:-}` reaches the service
+    # as that very text. Plain `${NAME}` is empty when unset in every compose.
+    assert re.findall(r"\$\{\w+:?-\}", COMPOSE_FILE.read_text()) == []
+
+
+def test_compose_service_waits_for_the_database_itself() -> None:
+    # podman < 4.6 ignores `condition: service_healthy`: the service's own wait must be on.
+    env = container_environment(PLACEHOLDER_SECRETS)
+    assert (env["LLM_MIGRATE_ON_START"], float(env["DB_WAIT_S"]) >= 30) == ("true", True)
+
+
 def test_compose_environment_names_are_settings() -> None:
     assert set(service()["environment"]) - SETTINGS_ALIASES == set()
 

@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         http = make_http_client(settings)
         try:
             if settings.should_migrate_on_start:
-                await migrate.upgrade(engine)
+                await migrate.upgrade(engine, wait_s=settings.db_wait_s)
             assert settings.encryption_key
             app.state.runtime = Runtime(
                 settings=settings,
