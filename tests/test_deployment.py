@@ -270,6 +270,18 @@ def test_compose_redis_url_defaults_to_the_redis_service() -> None:
     assert interpolate(service()["environment"]["REDIS_URL"], {}) == "redis://redis:6379/0"
 
 
+def test_compose_has_no_empty_default_that_podman_compose_1_0_3_passes_literally() -> None:
+    # Debian 12's podman-compose 1.0.3 needs a non-empty default: `${NAME:-}` reaches the service
+    # as that very text. Plain `${NAME}` is empty when unset in every compose.
+    assert re.findall(r"\$\{\w+:?-\}", COMPOSE_FILE.read_text()) == []
+
+
+def test_compose_service_waits_for_the_database_itself() -> None:
+    # podman < 4.6 ignores `condition: service_healthy`: the service's own wait must be on.
+    env = container_environment(PLACEHOLDER_SECRETS)
+    assert (env["LLM_MIGRATE_ON_START"], float(env["DB_WAIT_S"]) >= 30) == ("true", True)
+
+
 def test_compose_environment_names_are_settings() -> None:
     assert set(service()["environment"]) - SETTINGS_ALIASES == set()
 
@@ -367,3 +379,30 @@ def test_env_example_explains_each_variable_on_the_line_above() -> None:
 @pytest.mark.parametrize("name", REQUIRED_SECRETS)
 def test_env_example_leaves_secret_empty(name: str) -> None:
     assert [value for _, n, value in env_example_entries() if n == name] == [""]
+
+
+# ---- .ci/run and bin/test-container -------------------------------------------------------------
+
+
+def test_ci_installs_chromium_then_runs_the_suite_then_the_container_test() -> None:
+    def step(line: str) -> str | None:
+        if "apt-get install" in line and "chromium" in line.split():
+            return "install chromium"
+        return line if line in ("bin/test -q", "bin/test-container") else None
+
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    steps = [s for s in (step(line.strip()) for line in lines) if s]
+    assert steps == ["install chromium", "bin/test -q", "bin/test-container"]
+
+
+def test_container_test_is_executable_and_builds_with_docker_format() -> None:
+    script = ROOT / "bin" / "test-container"
+    text = script.read_text()
+    assert (bool(script.stat().st_mode & 0o111), "podman build --format docker" in text) == (
+        True, True)
+
+
+def test_container_test_names_no_mirror_host() -> None:
+    # The Debian mirror is read from the machine's apt sources at run time, never written down.
+    text = (ROOT / "bin" / "test-container").read_text()
+    assert re.findall(r"https?://(?!127\.0\.0\.1|localhost)[\w.-]+", text) == []

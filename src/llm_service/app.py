@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from llm_service import __version__
 from llm_service.api import chat, configs, health, history, usage
@@ -51,6 +52,8 @@ def with_provider_enum(openapi: dict[str, Any]) -> dict[str, Any]:
                     parameter["schema"] = {**parameter.get("schema", {}),
                                            "enum": list(provider_ids())}
     return openapi
+# Where the Swagger UI and ReDoc files are served (the pages at /docs and /redoc load them here).
+DOCS_ASSETS_URL = "/docs/assets"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -63,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             pricing = PricingTable.load(settings.pricing_file)
             if settings.should_migrate_on_start:
-                await migrate.upgrade(engine)
+                await migrate.upgrade(engine, wait_s=settings.db_wait_s)
             assert settings.encryption_key
             app.state.runtime = Runtime(
                 settings=settings,
@@ -86,7 +89,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await http.aclose()
             await engine.dispose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts, styles and icon from the service itself
+    # (fastapi-offline ships them, under DOCS_ASSETS_URL), never from a public CDN: they render on
+    # an intranet, offline and wherever a CDN is blocked.
+    app = FastAPIOffline(
         title="llm-service",
         version=__version__,
         description=DESCRIPTION,
@@ -95,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # `/llm/configs/` is a 404 like any unknown path: the 307 Starlette would answer builds
         # its Location from the client's Host header.
         redirect_slashes=False,
+        static_url=DOCS_ASSETS_URL,
     )
     install_error_handlers(app)
     routers = (health.router, configs.router, history.router, chat.router, usage.router,

@@ -46,7 +46,7 @@ async def _migrate(settings: Settings) -> int:
 
     engine = create_engine(settings)
     try:
-        await migrate.upgrade(engine)
+        await migrate.upgrade(engine, wait_s=settings.db_wait_s)
         print(f"database at revision {await migrate.current_revision(engine)}")
     finally:
         await engine.dispose()

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(20, alias="DB_POOL_SIZE", ge=1)
     db_max_overflow: int = Field(0, alias="DB_MAX_OVERFLOW", ge=0)
     db_timeout_s: float = Field(5.0, alias="DB_TIMEOUT_S", gt=0)
+    # Migrating (at start or `llm-service migrate`) waits this long for the database to accept
+    # connections: podman < 4.6 ignores compose's `condition: service_healthy`.
+    db_wait_s: float = Field(60.0, alias="DB_WAIT_S", ge=0)
     migrate_on_start: bool | None = Field(None, alias="LLM_MIGRATE_ON_START")
 
     jwt_secret: str | None = Field(None, alias="JWT_SECRET")
