@@ -7,6 +7,7 @@ PostgreSQL half is skipped on a laptop, and fails with `CI=true`.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -200,6 +201,17 @@ def make_api(
             yield Api(app=app, client=client, settings=settings, backend="")
 
     return build
+
+
+def sse_events(body: str) -> list[tuple[str, Any]]:
+    """(event, parsed data) of a Server-Sent Events body, in order."""
+    events, name = [], None
+    for line in body.splitlines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: ") and name:
+            events.append((name, json.loads(line[6:])))
+    return events
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -4,10 +4,9 @@ stream's total deadline (`LLM_STREAM_TIMEOUT_S`), against the fake vendor on bot
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
-from tests.conftest import Api, AppFactory
+from tests.conftest import Api, AppFactory, sse_events
 from tests.fakes.vendor import FakeVendor
 
 CAP = 40
@@ -20,16 +19,6 @@ async def configure(api: Api, max_tokens: int = 1000) -> None:
         "/llm/config/openai", json={"apiKey": "sk-limits-key", "model": "gpt-4o",
                                     "maxTokens": max_tokens}, headers=api.auth(1))
     assert response.status_code == 200, response.text
-
-
-def sse_events(body: str) -> list[tuple[str, Any]]:
-    events, name = [], None
-    for line in body.splitlines():
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: ") and name:
-            events.append((name, json.loads(line[6:])))
-    return events
 
 
 async def stored(api: Api) -> list[dict[str, Any]]:

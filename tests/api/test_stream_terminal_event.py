@@ -4,24 +4,13 @@ tests/db/test_outage_mid_chat.py)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from llm_service.services import history
-from tests.conftest import Api
+from tests.conftest import Api, sse_events
 from tests.fakes.vendor import FakeVendor
-
-
-def sse_events(body: str) -> list[tuple[str, Any]]:
-    events, name = [], None
-    for line in body.splitlines():
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: ") and name:
-            events.append((name, json.loads(line[6:])))
-    return events
 
 
 @pytest.mark.parametrize("vendor", ["ok", "stream_error"])

@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
@@ -27,6 +25,7 @@ from tests.conftest import (
     create_pg_database,
     drop_pg_database,
     make_settings,
+    sse_events,
     vendor_settings,
 )
 from tests.fakes.vendor import FakeVendor
@@ -107,16 +106,6 @@ async def cut_api(
     finally:
         await proxy.stop()
         await drop_pg_database(direct)
-
-
-def sse_events(body: str) -> list[tuple[str, Any]]:
-    events, name = [], None
-    for line in body.splitlines():
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: ") and name:
-            events.append((name, json.loads(line[6:])))
-    return events
 
 
 async def reserved_after(runtime: Runtime, seconds: float) -> int:

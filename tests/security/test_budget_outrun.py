@@ -5,7 +5,6 @@ before it is stored or charged, on both chat routes."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +23,7 @@ from llm_service.providers.base import (
     checked_tokens,
 )
 from llm_service.services.budgets import TOKENS_PER_TURN, estimate_tokens
-from tests.conftest import Api, AppFactory
+from tests.conftest import Api, AppFactory, sse_events
 from tests.fakes.vendor import FakeVendor
 
 MODEL = "gpt-4o"
@@ -40,16 +39,6 @@ async def configure(api: Api, max_tokens: int = 100) -> None:
 
 async def limits(api: Api) -> dict[str, Any]:
     return (await api.client.get("/llm/usage/limits", headers=api.auth(1))).json()  # type: ignore[no-any-return]
-
-
-def sse_events(body: str) -> list[tuple[str, Any]]:
-    events, name = [], None
-    for line in body.splitlines():
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: ") and name:
-            events.append((name, json.loads(line[6:])))
-    return events
 
 
 def hostile_vendor(api: Api, monkeypatch: pytest.MonkeyPatch, **usage: Any) -> None:
