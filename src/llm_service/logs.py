@@ -1,5 +1,6 @@
 """Logging for every command: one stderr handler, the loggers of vendor SDKs, HTTP clients and
-database drivers held at INFO or above whatever `LOG_LEVEL` says, and a redacting filter on every
+database drivers held at INFO (database drivers at WARNING: their INFO is SQL) or above whatever
+`LOG_LEVEL` says, and a redacting filter on every
 handler.
 
 Why: at DEBUG the anthropic SDK logs its request options, `Authorization: Bearer <key>` and the
@@ -41,12 +42,12 @@ HELD_LOGGERS: tuple[str, ...] = (
     "h11",
     "multipart",
     "python_multipart",
-    "aiosqlite",
-    "asyncpg",
-    "sqlalchemy",
     "coredis",
     "redis",
 )
+# Held at WARNING or above: their INFO records are SQL statements (SQLAlchemy logs every statement
+# once its logger is enabled for INFO) and DEBUG ones the rows and parameters.
+DATABASE_LOGGERS: tuple[str, ...] = ("sqlalchemy", "aiosqlite", "asyncpg")
 UVICORN_LOGGERS: tuple[str, ...] = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -140,5 +141,7 @@ def configure_logging(level: str = "INFO") -> None:
     held = max(logging.INFO, root.level)
     for name in HELD_LOGGERS:
         logging.getLogger(name).setLevel(held)
+    for name in DATABASE_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, root.level))
     install_redaction()

@@ -91,3 +91,5 @@ async def test_serve_at_debug_logs_no_key_and_no_chat_text(
     assert "DEBUG" in written  # the level did apply: our own debug lines are there
     for leak in (KEY, KEY[:12], KEY[-12:], TEXT, "Request options"):
         assert leak not in written, f"{leak!r} in the log: {written[-1500:]}"
+    for sql in ("SELECT ", "INSERT INTO", "UPDATE llm_", "sqlalchemy.engine"):
+        assert sql not in written, f"SQL ({sql!r}) in the log: {written[-1500:]}"

@@ -42,9 +42,18 @@ def test_third_party_loggers_are_held_at_info_or_above(
     logs.configure_logging(level)
     assert logging.getLogger().level == getattr(logging, level)
     for name in ("anthropic", "openai", "google_genai", "httpx", "httpx2", "httpcore",
-                 "aiohttp", "urllib3", "asyncio", "aiosqlite", "asyncpg"):
+                 "aiohttp", "urllib3", "asyncio"):
         assert logging.getLogger(name).level == held, name
     assert not logging.getLogger("anthropic._base_client").isEnabledFor(logging.DEBUG)
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "INFO"])
+def test_no_sql_statement_is_logged_at_any_level(restored: None, level: str) -> None:
+    # SQLAlchemy logs each statement when its engine's logger is enabled for INFO.
+    logs.configure_logging(level)
+    for name in ("sqlalchemy.engine.Engine", "sqlalchemy.pool", "sqlalchemy.orm.mapper.Mapper",
+                 "aiosqlite", "asyncpg"):
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
 
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.Qx1sTBs4hVhk2xQ5mK9r0Tz8wZl3pYbNcD7eFgHiJk"
