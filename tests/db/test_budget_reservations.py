@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from llm_service.db.models import BudgetReservation, utcnow
 from llm_service.services import budgets
@@ -97,3 +97,24 @@ async def test_reconciling_touches_only_that_users_reservations(api: Api) -> Non
     assert (await standing(api, user=1)).reserved_tokens == 0
     assert await reservation_rows(api) == 1
     assert (await standing(api, user=2)).reserved_tokens == 0
+
+
+async def test_a_reservation_that_fits_takes_two_statements_once_the_month_exists(
+    api: Api,
+) -> None:
+    # The docstring's promise: the conditional UPDATE and the reservation's INSERT, no reading
+    # of the standing (and no reconciling) on the way of a chat that fits.
+    await standing(api)  # the month's row exists
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    async with api.runtime.engine.begin() as conn:
+        event.listen(conn.sync_connection, "before_cursor_execute", record)
+        try:
+            await budgets.reserve(conn, BUDGET, 1, 100, Decimal(0), utcnow(), TTL_S)
+        finally:
+            event.remove(conn.sync_connection, "before_cursor_execute", record)
+    assert statements == ["UPDATE", "INSERT"]
+    assert (await standing(api)).reserved_tokens == 100
