@@ -117,5 +117,6 @@ def test_forms_of_exactly_eight_characters_count() -> None:
 
 def test_echoes_at_both_ends_of_the_message_become_one_marker_each() -> None:
     assert scrub(f"{KEY.upper()} then {KEY.lower()}", KEY) == "[redacted] then [redacted]"
+    assert scrub(f"{KEY.upper()} is unknown", KEY) == "[redacted] is unknown"
     assert scrub(f"{KEY.upper()[:8]}", KEY) == "[redacted]"
     assert scrub(f"x{KEY.lower()[5:13]}y{KEY[-8:]}", KEY) == "x[redacted]y[redacted]"
