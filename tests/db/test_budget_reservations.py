@@ -3,10 +3,10 @@ once it expires, settling is idempotent, and a chat is charged at most what it r
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from llm_service.db.models import BudgetReservation, utcnow
 from llm_service.services import budgets
@@ -97,3 +97,76 @@ async def test_reconciling_touches_only_that_users_reservations(api: Api) -> Non
     assert (await standing(api, user=1)).reserved_tokens == 0
     assert await reservation_rows(api) == 1
     assert (await standing(api, user=2)).reserved_tokens == 0
+
+
+async def test_a_reservation_that_fits_takes_two_statements_once_the_month_exists(
+    api: Api,
+) -> None:
+    # The docstring's promise: the conditional UPDATE and the reservation's INSERT, no reading
+    # of the standing (and no reconciling) on the way of a chat that fits.
+    await standing(api)  # the month's row exists
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    async with api.runtime.engine.begin() as conn:
+        event.listen(conn.sync_connection, "before_cursor_execute", record)
+        try:
+            await budgets.reserve(conn, BUDGET, 1, 100, Decimal(0), utcnow(), TTL_S)
+        finally:
+            event.remove(conn.sync_connection, "before_cursor_execute", record)
+    assert statements == ["UPDATE", "INSERT"]
+    assert (await standing(api)).reserved_tokens == 100
+
+
+async def reserve_at(api: Api, at: datetime, tokens: int, cost: str) -> None:
+    async with api.runtime.engine.begin() as conn:
+        await budgets.reserve(conn, budgets.Budget(None, None), 1, tokens, Decimal(cost), at,
+                              TTL_S)
+
+
+async def standing_at(api: Api, at: datetime) -> budgets.Standing:
+    async with api.runtime.engine.begin() as conn:
+        return await budgets.standing(conn, 1, at)
+
+
+NOV_END = datetime(2025, 11, 30, 23, 50, tzinfo=UTC)
+DEC_START = datetime(2025, 12, 1, 0, 5, tzinfo=UTC)
+
+
+async def test_expired_reservations_give_back_their_tokens_and_cost_in_each_month(
+    api: Api,
+) -> None:
+    await reserve_at(api, NOV_END, 400, "0.40")  # November's
+    await reserve_at(api, DEC_START, 300, "0.30")  # two of December's
+    await reserve_at(api, DEC_START, 200, "0.25")
+    assert await standing_at(api, DEC_START) == budgets.Standing(0, 500, Decimal(0),
+                                                                  Decimal("0.55"))
+    later = DEC_START + timedelta(seconds=TTL_S + 1)  # all three expired
+    assert await standing_at(api, later) == budgets.Standing(0, 0, Decimal(0), Decimal(0))
+    assert await standing_at(api, NOV_END) == budgets.Standing(0, 0, Decimal(0), Decimal(0))
+    assert await reservation_rows(api) == 0
+
+
+async def test_a_reservation_still_counts_at_the_instant_it_expires(api: Api) -> None:
+    await reserve_at(api, DEC_START, 300, "0.30")
+    expiry = DEC_START + timedelta(seconds=TTL_S)
+    assert (await standing_at(api, expiry)).reserved_tokens == 300
+    assert (await standing_at(api, expiry + timedelta(microseconds=1))).reserved_tokens == 0
+
+
+async def test_reading_an_existing_months_standing_reconciles_and_reads_only(api: Api) -> None:
+    await standing_at(api, DEC_START)  # the month's row exists
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    async with api.runtime.engine.begin() as conn:
+        event.listen(conn.sync_connection, "before_cursor_execute", record)
+        try:
+            await budgets.standing(conn, 1, DEC_START)
+        finally:
+            event.remove(conn.sync_connection, "before_cursor_execute", record)
+    assert statements == ["DELETE", "SELECT"]

@@ -15,8 +15,10 @@ from llm_service.services.budgets import (
     Standing,
     budget_exceeded,
     budget_for,
+    estimate_input_tokens,
     estimate_tokens,
     month_bounds,
+    reservation_ttl_s,
     warning,
 )
 from tests.conftest import make_settings
@@ -171,3 +173,15 @@ def test_the_token_warning_comes_first_and_the_cost_one_still_counts() -> None:
     assert "token limit" in (warning(both, figures(90, cost="0.9"), NOW) or "")
     assert "cost limit" in (warning(both, figures(10, cost="0.9"), NOW) or "")
     assert warning(both, figures(10, cost="0.1"), NOW) is None
+
+
+def test_the_input_estimate_adds_each_turns_framing() -> None:
+    assert estimate_input_tokens([]) == 0
+    assert estimate_input_tokens([""]) == 8
+    assert estimate_input_tokens(["abcdefgh", "你好", "x"]) == 2 + 2 + 1 + 3 * 8
+
+
+def test_a_reservation_outlives_the_longest_chat_by_a_minute(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "sqlite+aiosqlite://", LLM_UPSTREAM_TIMEOUT_S=30,
+                             LLM_STREAM_TIMEOUT_S=200)
+    assert reservation_ttl_s(settings) == 30 + 200 + 60

@@ -69,6 +69,8 @@ def test_the_largest_user_id_is_accepted(tmp_path: Path) -> None:
         (-1, "user id out of range"),
         (LARGEST_ID + 1, "user id out of range"),
         (str(LARGEST_ID + 1), "user id out of range"),
+        ("9" * 20, "user id out of range"),  # refused by its length, before int() parses it
+        ("9" * 5000, "user id out of range"),
         ("0", "user id out of range"),
         (True, "user id is a boolean"),
         (1.0, "user id is not an integer"),
@@ -140,3 +142,12 @@ def test_issue_token_uses_the_configured_claim_names(tmp_path: Path) -> None:
         "uid": 12, "subject": "12", "scope": "ADMIN"}
     assert "user_id" not in claims and "role" not in claims
     assert claims["exp"] - claims["iat"] == 86_400
+
+
+def test_leading_zeros_do_not_count_towards_the_length(tmp_path: Path) -> None:
+    assert decoder(tmp_path).decode(token({"user_id": "0" * 40 + "7"})).user_id == 7
+
+
+def test_a_numeric_jti_is_accepted(tmp_path: Path) -> None:
+    # The service does not use `jti`; PyJWT's own check (a string) would refuse the platform's.
+    assert decoder(tmp_path).decode(token({"user_id": 4, "jti": 123456})).user_id == 4

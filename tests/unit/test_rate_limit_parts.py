@@ -72,3 +72,19 @@ def test_idle_users_leave_no_entry_behind() -> None:
         cap.acquire(user)
         cap.release(user)
     assert len(cap._in_flight) == 0  # the counter does not grow with every user ever seen
+
+
+async def test_equal_chat_and_default_limits_count_apart(tmp_path: Path) -> None:
+    limiter = RateLimiter(make_settings(tmp_path, "sqlite+aiosqlite://",
+                                        RATE_LIMIT_CHAT="2/minute", RATE_LIMIT_DEFAULT="2/minute"))
+    assert [(await limiter.hit(limiter.chat, 1)).allowed for _ in range(3)] == [True, True, False]
+    assert (await limiter.hit(limiter.default, 1)).remaining == 1
+    assert (limiter.chat.namespace, limiter.default.namespace) == ("llm-chat", "llm-default")
+
+
+def test_a_window_of_several_units_keeps_its_length(tmp_path: Path) -> None:
+    limiter = RateLimiter(make_settings(tmp_path, "sqlite+aiosqlite://",
+                                        RATE_LIMIT_CHAT="5/2 minutes",
+                                        RATE_LIMIT_DEFAULT="100/3 hours"))
+    assert (limiter.chat.amount, limiter.chat.get_expiry()) == (5, 120)
+    assert (limiter.default.amount, limiter.default.get_expiry()) == (100, 3 * 3600)
