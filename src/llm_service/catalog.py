@@ -94,7 +94,8 @@ class ModelEntry(_Strict):
     id: str = Field(min_length=1)
     aliases: tuple[str, ...] = ()
     status: Status
-    # Deprecated: the announced shutdown; retired: the day it was shut down (None if unknown).
+    # Deprecated: the announced shutdown; retired: the day it was shut down. None only when the
+    # vendor gives no date, and then the note says so.
     shutdown: date | None = None
     replacement: str | None = None
     input: Price | None
@@ -110,10 +111,8 @@ class ModelEntry(_Strict):
     def _lifecycle(self) -> Self:
         if self.status == "current" and (self.shutdown or self.replacement):
             raise ValueError("a current model has no shutdown or replacement")
-        if self.status == "deprecated" and self.shutdown is None:
-            raise ValueError("a deprecated model needs its shutdown date")
-        if self.status == "retired" and self.shutdown is None and not self.note:
-            raise ValueError("a retired model needs its shutdown date, or a note saying why not")
+        if self.status != "current" and self.shutdown is None and not self.note:
+            raise ValueError(f"a {self.status} model needs its shutdown date, or a note on why not")
         if self.status != "current" and not self.replacement:
             raise ValueError(f"a {self.status} model needs a replacement")
         if (self.input is None) != (self.output is None):

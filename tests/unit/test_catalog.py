@@ -262,7 +262,7 @@ def test_an_unknown_vendor_is_a_key_error_naming_it(catalog: Catalog) -> None:
             "vendors.claude.models[4] 'claude-opus-4-5'.shutdown: Input should be a valid date",
         ),
         (
-            lambda d: _model(d, "claude", "claude-opus-4-5").pop("shutdown"),
+            lambda d: [_model(d, "claude", "claude-opus-4-5").pop(k) for k in ("shutdown", "note")],
             "vendors.claude.models[4] 'claude-opus-4-5': a deprecated model needs its shutdown",
         ),
         (
@@ -278,8 +278,8 @@ def test_an_unknown_vendor_is_a_key_error_naming_it(catalog: Catalog) -> None:
             "vendors.qwen.regions.mars: String should match pattern",
         ),
         (
-            lambda d: _model(d, "gemini", "gemini-3.5-flash").__setitem__("source", "somewhere"),
-            "vendors.gemini.models[0] 'gemini-3.5-flash'.source: must be an https://",
+            lambda d: _model(d, "gemini", "gemini-3.8-flash").__setitem__("source", "somewhere"),
+            "vendors.gemini.models[0] 'gemini-3.8-flash'.source: must be an https://",
         ),
         (lambda d: d.__setitem__("date", "yesterday"), "date: Input should be a valid date"),
     ],
