@@ -141,6 +141,7 @@ class VendorEntry(_Strict):
     regions: dict[str, Annotated[str, Field(pattern=r"^https://[^/\s]+$")]] | None = None
     default_region: str | None = None
     regions_source: Source | None = None
+    regions_note: str | None = None
     families: tuple[FamilyRule, ...] = ()
     models: tuple[ModelEntry, ...] = Field(min_length=1)
 

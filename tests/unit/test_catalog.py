@@ -223,6 +223,20 @@ def test_deprecated_model_becomes_retired_on_its_shutdown_day(catalog: Catalog) 
     assert on_the_day.status == "retired"
 
 
+def test_deprecated_model_without_a_vendor_date_stays_deprecated(catalog: Catalog) -> None:
+    status = catalog.status("gemini", "gemini-3.5-flash", date(2030, 1, 1))
+    assert status is not None
+    assert (status.status, status.shutdown, status.replacement) == (
+        "deprecated", None, "gemini-3.8-flash",
+    )
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_current_models_are_listed_first(catalog: Catalog, vendor: str) -> None:
+    statuses = [info.status for info in catalog.models(vendor)]
+    assert statuses == sorted(statuses, key=lambda s: s != "current")
+
+
 def test_dashscope_regions_name_each_endpoint(catalog: Catalog) -> None:
     assert catalog.regions("qwen") == {
         "singapore": "https://dashscope-intl.aliyuncs.com",
