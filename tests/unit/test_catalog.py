@@ -71,10 +71,11 @@ def test_every_unpriced_or_unmeasured_entry_says_why(catalog: Catalog) -> None:
 def test_default_and_cheapest_models_are_current_on_the_catalogue_date(
     catalog: Catalog, vendor: str
 ) -> None:
-    for model_id in (catalog.default_model(vendor), catalog.cheapest_model(vendor)):
-        status = catalog.status(vendor, model_id, CATALOG_DAY)
-        assert status is not None and status.status == "current", (vendor, model_id)
-        assert status.shutdown is None
+    for day in {CATALOG_DAY, catalog.date}:
+        for model_id in (catalog.default_model(vendor), catalog.cheapest_model(vendor)):
+            status = catalog.status(vendor, model_id, day)
+            assert status is not None and status.status == "current", (vendor, model_id, day)
+            assert status.shutdown is None
 
 
 def test_the_seeds_old_defaults_are_listed_with_their_fate(catalog: Catalog) -> None:
@@ -89,7 +90,7 @@ def test_every_replacement_is_current_on_the_catalogue_date(catalog: Catalog) ->
     for vendor in VENDORS:
         for info in catalog.models(vendor):
             if info.replacement is not None:
-                target = catalog.status(vendor, info.replacement, CATALOG_DAY)
+                target = catalog.status(vendor, info.replacement, catalog.date)
                 assert target is not None and target.status == "current", (vendor, info.id)
 
 
