@@ -22,6 +22,7 @@ from typing import Annotated, Literal, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -53,6 +54,13 @@ def _source(value: str) -> str:
     return value
 
 
+def _iso_date(value: object) -> object:
+    # Only "YYYY-MM-DD": pydantic alone would also take timestamps and datetimes.
+    if not (isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
 def _pattern(value: str) -> str:
     try:
         re.compile(value)
@@ -62,6 +70,7 @@ def _pattern(value: str) -> str:
 
 
 Source = Annotated[str, AfterValidator(_source)]
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 Price = Annotated[Decimal, Field(ge=0)]
 Tokens = Annotated[int, Field(gt=0)]
 
@@ -96,7 +105,7 @@ class ModelEntry(_Strict):
     status: Status
     # Deprecated: the announced shutdown; retired: the day it was shut down. None only when the
     # vendor gives no date, and then the note says so.
-    shutdown: date | None = None
+    shutdown: IsoDate | None = None
     replacement: str | None = None
     input: Price | None
     output: Price | None
@@ -174,7 +183,7 @@ class VendorEntry(_Strict):
 
 
 class CatalogFile(_Strict):
-    date: date
+    date: IsoDate
     currency: Literal["USD"]
     per: Literal[1_000_000]
     about: str | None = None
@@ -192,7 +201,7 @@ class ModelInfo:
     capabilities: Capabilities
     source: str
     status: Status | None = None
-    shutdown: date | None = None
+    shutdown: IsoDate | None = None
     replacement: str | None = None
     input: Decimal | None = None
     output: Decimal | None = None

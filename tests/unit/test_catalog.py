@@ -297,7 +297,8 @@ def test_an_unknown_vendor_is_a_key_error_naming_it(catalog: Catalog) -> None:
             lambda d: _model(d, "gemini", "gemini-3.8-flash").__setitem__("source", "somewhere"),
             "vendors.gemini.models[N] 'gemini-3.8-flash'.source: must be an https://",
         ),
-        (lambda d: d.__setitem__("date", "yesterday"), "date: Input should be a valid date"),
+        (lambda d: d.__setitem__("date", "yesterday"), "date: must be a date written YYYY-MM-DD"),
+        (lambda d: d.__setitem__("date", 1796083200), "date: must be a date written YYYY-MM-DD"),
     ],
 )
 def test_a_broken_file_is_refused_naming_the_entry(
