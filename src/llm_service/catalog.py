@@ -4,12 +4,14 @@ request capabilities) and family rules for ids it does not list, from the packag
 
 The file is validated whole on load (unknown fields, bad dates, negative prices, dangling
 replacements are refused) so a wrong file fails at start-up with one sentence naming the entry,
-not at the first chat. Cost follows `pricing.PricingTable.cost`: USD quantized to the millionth,
-None (never zero) when the model has no price.
+not at the first chat. Cost is USD quantized to the millionth, None (never zero) when the model
+has no price. `load_catalog` reads each file once per process: the registry, the metrics and the
+configuration defaults all answer from the same catalogue.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -314,6 +316,19 @@ class Catalog:
     def default_model(self, vendor: str) -> str:
         return self._vendor(vendor).default_model
 
+    def has_vendor(self, vendor: str) -> bool:
+        return vendor in self._vendors
+
+    def names(self, vendor: str) -> frozenset[str]:
+        """Every listed id and alias of the vendor (empty for a vendor it does not list)."""
+        return frozenset(self._by_name.get(vendor, {}))
+
+    def capabilities(self, vendor: str, model_id: str) -> Capabilities | None:
+        """What a request to the model may carry (listed, else by family rule); None when the
+        catalogue knows nothing of the id, and the adapter keeps its vendor's defaults."""
+        info = self.model(vendor, model_id)
+        return info.capabilities if info is not None else None
+
     def cheapest_model(self, vendor: str) -> str:
         return self._vendor(vendor).cheapest_model
 
@@ -356,6 +371,12 @@ class Catalog:
             output=e.output, cached_input=e.cached_input, context_window=e.context_window,
             max_output=e.max_output, note=e.note,
         )
+
+
+@functools.cache
+def load_catalog(path: Path | None = None) -> Catalog:
+    """The catalogue at `path` (None: the packaged one), read and validated once per process."""
+    return Catalog.load(path)
 
 
 def _describe(exc: ValidationError, raw: object) -> str:

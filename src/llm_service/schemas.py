@@ -219,6 +219,16 @@ class ChatOut(BaseModel):
     )
 
 
+class ModelStatusView(BaseModel):
+    status: Literal["deprecated", "retired"]
+    date: str | None = Field(
+        examples=["2027-01-14"],
+        description="The announced (deprecated) or past (retired) shutdown day; null when the "
+        "vendor gives none.")
+    replacement: str | None = Field(examples=["gpt-6.2-sol"],
+                                    description="The suggested current model.")
+
+
 class ConfigView(BaseModel):
     model: str = Field(examples=["gpt-4o"])
     temperature: float = Field(examples=[0.7])
@@ -229,6 +239,9 @@ class ConfigView(BaseModel):
     )
     createdAt: datetime
     updatedAt: datetime
+    modelStatus: ModelStatusView | None = Field(
+        None, description="Present only when the model is deprecated or retired (from the model "
+        "catalogue), so the settings page can suggest the replacement.")
 
 
 class ConfigsOut(BaseModel):

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from llm_service.catalog import Catalog
-from llm_service.pricing import PricingTable
 from llm_service.settings import ConfigurationError
 
 VENDORS = ("openai", "gemini", "claude", "qwen", "huggingface")
@@ -184,11 +183,9 @@ def test_cost_without_a_cached_rate_prices_cached_tokens_as_input(catalog: Catal
     assert cost == Decimal("0.003200")
 
 
-def test_cost_matches_pricing_table_rounding(catalog: Catalog) -> None:
-    table = PricingTable({"models": {"openai": {"gpt-4o": {"input": 2.50, "output": 10.00}}}})
-    for tokens in ((1, 1), (123, 457), (1_000_000, 3)):
-        expected = table.cost("openai", "gpt-4o", *tokens)
-        assert catalog.cost("openai", "gpt-4o", *tokens) == expected
+def test_cost_rounds_to_the_millionth_as_the_old_pricing_table_did(catalog: Catalog) -> None:
+    # gpt-4o: $2.50 in, $10 out per 1M tokens; 123*2.5e-6 + 457*1e-5 = 0.0048775 -> 0.004878.
+    assert catalog.cost("openai", "gpt-4o", 1_000_000, 3) == Decimal("2.500030")
     assert catalog.cost("openai", "gpt-4o", 123, 457) == Decimal("0.004878")
 
 

@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 import httpx2
 
+from llm_service.catalog import Capabilities, Catalog, load_catalog
+
 Role = Literal["user", "assistant"]
 
 
@@ -121,7 +123,8 @@ class VendorSpec:
     display_name: str  # the vendor's name in sentences: "OpenAI", "Anthropic Claude", ...
     default_base_url: str
     default_model: str
-    adapter: Callable[[VendorSpec, httpx2.AsyncClient, float], Provider]
+    # Called as adapter(spec, http, timeout_s, catalog) by the registry.
+    adapter: Callable[..., Provider]
     wire: Literal["openai", "claude", "gemini", "qwen"]
     options: Mapping[str, Any] = field(default_factory=dict)
     order: int = 100  # where it is listed to people (lowest first)
@@ -131,10 +134,16 @@ class Provider(ABC):
     """One vendor: `complete` returns the whole answer, `stream` yields it as it is written.
     Made once per vendor at start-up from its spec; holds no per-user state."""
 
-    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float) -> None:
+    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float,
+                 catalog: Catalog | None = None) -> None:
         self.spec = spec
         self._http = http
         self._timeout_s = timeout_s
+        self.catalog = catalog if catalog is not None else load_catalog()
+
+    def capabilities(self, model: str) -> Capabilities | None:
+        """The catalogue's request rules for `model` (None: unknown, send the vendor's usual)."""
+        return self.catalog.capabilities(self.spec.id, model)
 
     @property
     def id(self) -> str:

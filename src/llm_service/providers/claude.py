@@ -20,6 +20,7 @@ import anthropic
 import httpx2
 from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
+from llm_service.catalog import Catalog
 from llm_service.jsonutil import dumps
 from llm_service.providers.base import (
     ChatRequest,
@@ -148,8 +149,9 @@ def _claude_turns(request: ChatRequest) -> list[ChatTurn]:
 
 
 class ClaudeProvider(Provider):
-    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float) -> None:
-        super().__init__(spec, http, timeout_s)
+    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float,
+                 catalog: Catalog | None = None) -> None:
+        super().__init__(spec, http, timeout_s, catalog)
         self._client = anthropic.AsyncAnthropic(
             api_key="unset",
             base_url=spec.default_base_url,
@@ -238,7 +240,7 @@ SPEC = VendorSpec(
     id="claude",
     display_name="Anthropic Claude",
     default_base_url="https://api.anthropic.com",
-    default_model="claude-sonnet-4-5-20250929",
+    default_model="claude-sonnet-5-5",
     adapter=ClaudeProvider,
     wire="claude",
     order=30,

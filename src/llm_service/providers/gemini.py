@@ -18,6 +18,7 @@ import httpx2
 from google import genai
 from google.genai import errors, types
 
+from llm_service.catalog import Catalog
 from llm_service.providers.base import (
     ChatRequest,
     Completion,
@@ -47,8 +48,9 @@ def _kind(exc: errors.APIError) -> FailureKind:
 
 
 class GeminiProvider(Provider):
-    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float) -> None:
-        super().__init__(spec, http, timeout_s)
+    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float,
+                 catalog: Catalog | None = None) -> None:
+        super().__init__(spec, http, timeout_s, catalog)
         self._client = genai.Client(
             api_key="unset",
             http_options=types.HttpOptions(
@@ -134,7 +136,7 @@ SPEC = VendorSpec(
     id="gemini",
     display_name="Google Gemini",
     default_base_url="https://generativelanguage.googleapis.com",
-    default_model="gemini-2.0-flash-exp",
+    default_model="gemini-3.8-flash",
     adapter=GeminiProvider,
     wire="gemini",
     order=20,

@@ -29,6 +29,7 @@ from tenacity import (
 )
 
 from llm_service import providers
+from llm_service.catalog import Catalog, load_catalog
 from llm_service.providers.base import (
     ChatRequest,
     Completion,
@@ -138,10 +139,21 @@ def base_url(settings: Settings, spec: VendorSpec) -> str:
     return (settings.vendor_setting(spec.id, "base_url") or spec.default_base_url).rstrip("/")
 
 
+def catalog_of(settings: Settings) -> Catalog:
+    """The model catalogue the settings name (`LLM_MODEL_CATALOG_FILE`, else the packaged one)."""
+    return load_catalog(settings.model_catalog_file)
+
+
 def default_model(settings: Settings, provider_id: str) -> str:
-    """The operator's `LLM_<VENDOR>_DEFAULT_MODEL`, else the spec's."""
-    return settings.vendor_setting(provider_id, "default_model") or \
-        VENDORS[provider_id].default_model
+    """The operator's `LLM_<VENDOR>_DEFAULT_MODEL`, else the catalogue's current default, else
+    (a vendor the catalogue does not list) the spec's."""
+    override = settings.vendor_setting(provider_id, "default_model")
+    if override:
+        return override
+    catalog = catalog_of(settings)
+    if catalog.has_vendor(provider_id):
+        return catalog.default_model(provider_id)
+    return VENDORS[provider_id].default_model
 
 
 def make_http_client(settings: Settings) -> httpx2.AsyncClient:
@@ -169,7 +181,10 @@ class ProviderRegistry:
 
     def __init__(self, settings: Settings, http: httpx2.AsyncClient) -> None:
         timeout = settings.upstream_timeout_s
-        self._adapters = {id_: spec.adapter(spec, http, timeout) for id_, spec in VENDORS.items()}
+        # The one place adapters get the catalogue their request rules come from.
+        self.catalog = catalog_of(settings)
+        self._adapters = {id_: spec.adapter(spec, http, timeout, self.catalog)
+                          for id_, spec in VENDORS.items()}
         self._base_urls = {id_: base_url(settings, spec) for id_, spec in VENDORS.items()}
         self._timeout_s = timeout
         self._attempts = settings.upstream_max_retries + 1

@@ -233,7 +233,7 @@ class Spend:
         self.warning: str | None = None
 
     def cost(self, model: str, input_tokens: int, output_tokens: int) -> Decimal | None:
-        return self._runtime.pricing.cost(self._provider, model, input_tokens, output_tokens)
+        return self._runtime.catalog.cost(self._provider, model, input_tokens, output_tokens)
 
     async def reserve(self, request: ChatRequest) -> None:
         """Reserve the worst case, or raise 429 `budget_exceeded`."""

@@ -11,6 +11,7 @@ from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from llm_service.catalog import Catalog
 from llm_service.db.models import LLMConfig, utcnow
 from llm_service.errors import ServiceError, validation_error
 from llm_service.providers.registry import default_model
@@ -134,8 +135,10 @@ async def delete_config(session: AsyncSession, user_id: int, provider: str) -> b
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def config_view(row: LLMConfig) -> dict[str, Any]:
-    return {
+def config_view(row: LLMConfig, catalog: Catalog | None = None) -> dict[str, Any]:
+    """A saved configuration as the settings page shows it; with the catalogue, a model that is
+    deprecated or retired today carries `modelStatus` (its date and suggested replacement)."""
+    view: dict[str, Any] = {
         "model": row.model,
         "temperature": float(row.temperature),
         "maxTokens": row.max_tokens,
@@ -143,6 +146,14 @@ def config_view(row: LLMConfig) -> dict[str, Any]:
         "createdAt": row.created_at,
         "updatedAt": row.updated_at,
     }
+    status = catalog.status(row.provider, row.model, utcnow().date()) if catalog else None
+    if status is not None and status.status != "current":
+        view["modelStatus"] = {
+            "status": status.status,
+            "date": status.shutdown.isoformat() if status.shutdown else None,
+            "replacement": status.replacement,
+        }
+    return view
 
 
 @dataclass(frozen=True, slots=True)
