@@ -145,6 +145,33 @@ class Provider(ABC):
         """The catalogue's request rules for `model` (None: unknown, send the vendor's usual)."""
         return self.catalog.capabilities(self.spec.id, model)
 
+    def takes_temperature(self, model: str) -> bool:
+        """False where the catalogue says the model refuses a temperature (OpenAI reasoning
+        models, Claude, Gemini 3.8); an id it does not know gets the temperature."""
+        caps = self.capabilities(model)
+        return caps is None or caps.temperature
+
+    def must_disable_thinking(self, model: str, *, stream: bool) -> bool:
+        """True for a non-streaming call to a model that refuses one while thinking (DashScope
+        Qwen3 open models: 400 InvalidParameter without `enable_thinking: false`)."""
+        caps = self.capabilities(model)
+        reasoning = caps.reasoning if caps is not None else None
+        return (not stream and reasoning is not None
+                and reasoning.control == "enable_thinking"
+                and reasoning.non_streaming_requires is False)
+
+    def thinking_budget(self, model: str, max_tokens: int) -> int | None:
+        """A thinking budget for a model whose thinking is a token budget inside the output limit
+        (Gemini 2.5 `thinkingBudget`): half of `max_tokens` (at least 128, the smallest budget
+        Gemini 2.5 Pro takes), so thinking cannot use the whole limit and leave an empty reply.
+        None for every other model."""
+        caps = self.capabilities(model)
+        if caps is None or caps.reasoning is None or caps.reasoning.control != "thinking_budget":
+            return None
+        if caps.token_limit_field != "maxOutputTokens":
+            return None  # Claude's budget_tokens is only sent when thinking is asked for
+        return max(128, max_tokens // 2)
+
     @property
     def id(self) -> str:
         return self.spec.id

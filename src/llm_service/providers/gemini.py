@@ -75,7 +75,7 @@ class GeminiProvider(Provider):
             raise ProviderError(FailureKind.MALFORMED) from None
 
     async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
-        contents, config = _request(request, creds)
+        contents, config = self._request(request, creds)
         with self._failures(creds):
             answer = await self._client.aio.models.generate_content(
                 model=request.model, contents=contents, config=config
@@ -89,7 +89,7 @@ class GeminiProvider(Provider):
             )
 
     async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
-        contents, config = _request(request, creds)
+        contents, config = self._request(request, creds)
         finished = False
         with self._failures(creds):
             chunks = await self._client.aio.models.generate_content_stream(
@@ -106,6 +106,27 @@ class GeminiProvider(Provider):
         if not finished:
             raise stream_cut()
 
+    def _request(
+        self, request: ChatRequest, creds: Credentials
+    ) -> tuple[list[types.Content], types.GenerateContentConfig]:
+        """The request as this model accepts it (the catalogue's rules): no temperature where
+        the model refuses one; a thinking budget inside `maxOutputTokens` for Gemini 2.5."""
+        contents = [
+            types.Content(role=_ROLES[t.role], parts=[types.Part(text=t.content)])
+            for t in request.messages
+        ]
+        budget = self.thinking_budget(request.model, request.max_tokens)
+        config = types.GenerateContentConfig(
+            temperature=request.temperature if self.takes_temperature(request.model) else None,
+            max_output_tokens=request.max_tokens,
+            thinking_config=None if budget is None
+            else types.ThinkingConfig(thinking_budget=budget),
+            http_options=types.HttpOptions(
+                base_url=creds.base_url, headers={"x-goog-api-key": creds.api_key}
+            ),
+        )
+        return contents, config
+
 
 def _output_tokens(usage: types.GenerateContentResponseUsageMetadata) -> int | None:
     """The answer's tokens and the thinking ones, both billed as output; None if neither came."""
@@ -113,23 +134,6 @@ def _output_tokens(usage: types.GenerateContentResponseUsageMetadata) -> int | N
     if all(part is None for part in parts):
         return None
     return sum(part or 0 for part in parts)
-
-
-def _request(
-    request: ChatRequest, creds: Credentials
-) -> tuple[list[types.Content], types.GenerateContentConfig]:
-    contents = [
-        types.Content(role=_ROLES[t.role], parts=[types.Part(text=t.content)])
-        for t in request.messages
-    ]
-    config = types.GenerateContentConfig(
-        temperature=request.temperature,
-        max_output_tokens=request.max_tokens,
-        http_options=types.HttpOptions(
-            base_url=creds.base_url, headers={"x-goog-api-key": creds.api_key}
-        ),
-    )
-    return contents, config
 
 
 SPEC = VendorSpec(

@@ -80,14 +80,18 @@ def messages(turns: Sequence[ChatTurn]) -> list[dict[str, str]]:
 
 
 def request_body(
-    request: ChatRequest, max_tokens_field: str, *, stream: bool = False
+    request: ChatRequest, max_tokens_field: str, *, stream: bool = False,
+    temperature: bool = True,
 ) -> dict[str, Any]:
+    """The chat-completions body. `temperature=False` leaves it out: OpenAI's reasoning models
+    (o1/o3/o4, gpt-5*, gpt-6*) answer 400 `unsupported_value` to any temperature but 1."""
     body: dict[str, Any] = {
         "model": request.model,
         "messages": messages(request.messages),
-        "temperature": request.temperature,
         max_tokens_field: request.max_tokens,
     }
+    if temperature:
+        body["temperature"] = request.temperature
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -155,9 +159,17 @@ class OpenAICompatibleProvider(Provider):
 
     path = "/chat/completions"
 
-    @property
-    def _max_tokens_field(self) -> str:
+    def _max_tokens_field(self, model: str) -> str:
+        """The catalogue's token-limit field for the model, else the spec's option."""
+        caps = self.capabilities(model)
+        if caps is not None and caps.token_limit_field in ("max_completion_tokens", "max_tokens"):
+            return caps.token_limit_field
         return str(self.spec.options.get("max_tokens_field", "max_tokens"))
+
+    def body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The request as this model accepts it (the catalogue's rules)."""
+        return request_body(request, self._max_tokens_field(request.model), stream=stream,
+                            temperature=self.takes_temperature(request.model))
 
     @contextmanager
     def _failures(self, creds: Credentials) -> Iterator[None]:
@@ -191,13 +203,13 @@ class OpenAICompatibleProvider(Provider):
             await response.aclose()
 
     async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
-        body = request_body(request, self._max_tokens_field)
+        body = self.body(request, stream=False)
         with self._failures(creds):
             async with self._send(body, creds, stream=False) as response:
                 return parse_completion(response.content)
 
     async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
-        body = request_body(request, self._max_tokens_field, stream=True)
+        body = self.body(request, stream=True)
         with self._failures(creds):
             async with self._send(body, creds, stream=True) as response:
                 async for _, data in sse_events(response):

@@ -97,7 +97,7 @@ class QwenProvider(Provider):
         if stream:
             headers |= {"Accept": "text/event-stream", "X-DashScope-SSE": "enable"}
         sent = self._http.build_request(
-            "POST", creds.base_url + PATH, content=dumps(_body(request, stream=stream)),
+            "POST", creds.base_url + PATH, content=dumps(self.body(request, stream=stream)),
             headers=headers,
         )
         response = await self._http.send(sent, stream=True)
@@ -150,20 +150,26 @@ class QwenProvider(Provider):
         raise stream_cut()
 
 
-def _body(request: ChatRequest, *, stream: bool) -> dict[str, object]:
-    parameters: dict[str, object] = {
-        "result_format": "message",
-        "temperature": request.temperature,
-        "max_tokens": request.max_tokens,
-    }
-    if stream:
-        # Without it every event repeats the whole answer so far.
-        parameters["incremental_output"] = True
-    return {
-        "model": request.model,
-        "input": {"messages": [{"role": t.role, "content": t.content} for t in request.messages]},
-        "parameters": parameters,
-    }
+    def body(self, request: ChatRequest, *, stream: bool) -> dict[str, object]:
+        """The request as this model accepts it (the catalogue's rules): Qwen3 open models think
+        by default and refuse a non-streaming call unless `enable_thinking` is false."""
+        parameters: dict[str, object] = {
+            "result_format": "message",
+            "max_tokens": request.max_tokens,
+        }
+        if self.takes_temperature(request.model):
+            parameters["temperature"] = request.temperature
+        if self.must_disable_thinking(request.model, stream=stream):
+            parameters["enable_thinking"] = False
+        if stream:
+            # Without it every event repeats the whole answer so far.
+            parameters["incremental_output"] = True
+        return {
+            "model": request.model,
+            "input": {"messages": [{"role": t.role, "content": t.content}
+                                   for t in request.messages]},
+            "parameters": parameters,
+        }
 
 
 SPEC = VendorSpec(
