@@ -17,7 +17,7 @@ from tests.conftest import Api, AppFactory
 from tests.fakes.vendor import FakeVendor
 
 PROVIDERS = provider_ids()
-MODELS = {"openai": "gpt-4o", "gemini": "gemini-2.5-flash", "claude": "claude-haiku-4-5",
+MODELS = {"openai": "gpt-4o", "gemini": "gemini-3.1-flash-lite", "claude": "claude-haiku-4-5",
           "qwen": "qwen-plus", "huggingface": "meta-llama/Llama-3.3-70B-Instruct"}
 
 

@@ -86,7 +86,15 @@ wins over the global one; with ``times`` it applies to that many requests, then 
 Checks run in this order: ``hang``; missing key (Gemini 403 ``PERMISSION_DENIED``, others 401);
 ``auth`` or a ``bad...`` key; ``rate_limit`` / ``server_error``; body validation (a vendor-shaped
 400 for e.g. missing ``model``/``messages``/``contents``, or Claude's ``max_tokens``);
-``bad_request``; then the answer (``ok``, ``malformed``, ``stream_error``). Where the real vendor
+``bad_request``; the strict rules (below); then the answer (``ok``, ``malformed``,
+``stream_error``).
+
+Strict rules (`Vendor.refuse`, from the packaged model catalogue; each cites its source where it
+is defined): every vendor refuses an id the catalogue lists as retired today (OpenAI, Claude,
+Gemini 404; DashScope and the Hugging Face router 400); OpenAI refuses a temperature other than 1
+(400 ``unsupported_value``) and ``max_tokens`` (400 ``unsupported_parameter``) on its reasoning
+models (o1/o3/o4, gpt-5*, gpt-6*); DashScope refuses a non-streaming call to a Qwen3 open model
+without ``enable_thinking: false`` (400 ``InvalidParameter``). Where the real vendor
 answers an unknown model with 404 (OpenAI, Claude, Gemini), this fake answers 400 on purpose.
 Claude errors carry a ``request-id`` header; Qwen and Claude bodies a request id.
 
@@ -120,6 +128,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import uvicorn
@@ -129,6 +138,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from llm_service.catalog import load_catalog
 from llm_service.providers.registry import VENDORS as SPECS
 
 HOST = "127.0.0.1"
@@ -411,6 +421,15 @@ class Vendor:
     def ok_body(self, chat: Chat) -> Any:
         raise NotImplementedError
 
+    def refuse(self, chat: Chat, body: Any) -> tuple[str, str] | None:
+        """What today's vendor refuses in a well-formed request, as (error kind, detail); None
+        when it accepts it. Every vendor refuses a model the catalogue lists as retired today
+        (its shutdown date has come): the id no longer exists."""
+        status = load_catalog().status(self.name, chat.model, datetime.now(UTC).date())
+        if status is not None and status.status == "retired":
+            return "retired", chat.model
+        return None
+
     def stream_plan(self, chat: Chat, parts: list[str]) -> StreamPlan:
         raise NotImplementedError
 
@@ -491,6 +510,28 @@ class OpenAIVendor(Vendor):
             "The model `{detail}` does not exist or you do not have access to it.",
         ),
         "invalid": (400, "invalid_request_error", "{detail}"),
+        # A retired id: 404 model_not_found (https://platform.openai.com/docs/guides/error-codes).
+        "retired": (
+            404,
+            "invalid_request_error",
+            "The model `{detail}` does not exist or you do not have access to it.",
+        ),
+        # Reasoning models take only the default temperature
+        # (https://developers.openai.com/api/docs/guides/reasoning; VENDORS.md 2026-12-01).
+        "temperature": (
+            400,
+            "invalid_request_error",
+            "Unsupported value: 'temperature' does not support {detail} with this model. Only "
+            "the default (1) value is supported.",
+        ),
+        # ... and refuse max_tokens (same guide; openai/types/chat/completion_create_params.py
+        # documents max_tokens as "not compatible with o-series models").
+        "max_tokens_field": (
+            400,
+            "invalid_request_error",
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+            "'max_completion_tokens' instead.",
+        ),
     }
     # https://platform.openai.com/docs/guides/error-codes
     status_errors: ClassVar[dict[int, tuple[str, str]]] = {
@@ -504,7 +545,30 @@ class OpenAIVendor(Vendor):
         "auth": "invalid_api_key",
         "rate_limit": "rate_limit_exceeded",
         "bad_request": "model_not_found",
+        "retired": "model_not_found",
+        "temperature": "unsupported_value",
+        "max_tokens_field": "unsupported_parameter",
     }
+    params: ClassVar[dict[str, str]] = {
+        "bad_request": "model", "retired": "model", "temperature": "temperature",
+        "max_tokens_field": "max_tokens",
+    }
+    # Whether the vendor enforces the reasoning-model rules (the Hugging Face router does not).
+    reasoning_rules: ClassVar[bool] = True
+
+    def refuse(self, chat: Chat, body: Any) -> tuple[str, str] | None:
+        refused = super().refuse(chat, body)
+        if refused is not None or not self.reasoning_rules:
+            return refused
+        caps = load_catalog().capabilities(self.name, chat.model)
+        if caps is None or caps.temperature:
+            return None
+        temperature = body.get("temperature")
+        if temperature is not None and temperature != 1:
+            return "temperature", str(temperature)
+        if "max_tokens" in body:
+            return "max_tokens_field", ""
+        return None
 
     def parse(self, request: Request, body: Any, request_id: str) -> Chat:
         model, messages = _openai_messages(body)
@@ -585,7 +649,7 @@ class OpenAIVendor(Vendor):
             "error": {
                 "message": message,
                 "type": code,
-                "param": "model" if kind == "bad_request" else None,
+                "param": self.params.get(kind),
                 "code": self.codes.get(kind),
             }
         }
@@ -599,8 +663,16 @@ class HuggingFaceVendor(OpenAIVendor):
     """The Inference Providers router: OpenAI-compatible; errors in the OpenAI shape."""
 
     stream_error_style = "close"
+    reasoning_rules = False
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         **OpenAIVendor.errors,
+        # The router answers a model no provider serves with 400
+        # (https://huggingface.co/docs/inference-providers/index).
+        "retired": (
+            400,
+            "invalid_request_error",
+            "The requested model '{detail}' is not supported by any provider you have enabled.",
+        ),
         "missing_key": (401, "invalid_request_error", "You must provide an access token."),
         "auth": (401, "invalid_request_error", "Invalid credentials in Authorization header"),
         "bad_request": (
@@ -624,6 +696,9 @@ class ClaudeVendor(Vendor):
         "server_error": (500, "api_error", "Internal server error"),
         "bad_request": (400, "invalid_request_error", "model: {detail} is not a valid model"),
         "invalid": (400, "invalid_request_error", "{detail}"),
+        # A model past its end of life: 404 not_found_error (https://docs.anthropic.com/en/api/
+        # errors; dates from anthropic/_data/deprecated_models.py).
+        "retired": (404, "not_found_error", "model: {detail}"),
     }
     # https://docs.anthropic.com/en/api/errors
     status_errors: ClassVar[dict[int, tuple[str, str]]] = {
@@ -749,6 +824,15 @@ class GeminiVendor(Vendor):
             "generateContent.",
         ),
         "invalid": (400, "INVALID_ARGUMENT", "{detail}"),
+        # A shut-down model: 404 NOT_FOUND
+        # (https://ai.google.dev/gemini-api/docs/troubleshooting#error-codes).
+        "retired": (
+            404,
+            "NOT_FOUND",
+            "models/{detail} is not found for API version v1beta, or is not supported for "
+            "generateContent. Call ListModels to see the list of available models and their "
+            "supported methods.",
+        ),
     }
     # https://ai.google.dev/gemini-api/docs/troubleshooting#error-codes
     status_errors: ClassVar[dict[int, tuple[str, str]]] = {
@@ -866,6 +950,16 @@ class QwenVendor(Vendor):
         ),
         "bad_request": (400, "InvalidParameter", "Model not exist."),
         "invalid": (400, "InvalidParameter", "{detail}"),
+        # https://www.alibabacloud.com/help/en/model-studio/error-code: an unknown or withdrawn
+        # model is 400 InvalidParameter "Model not exist."
+        "retired": (400, "InvalidParameter", "Model not exist."),
+        # Qwen3 open models think by default and refuse a non-streaming call that does not
+        # turn thinking off (https://www.alibabacloud.com/help/en/model-studio/deep-thinking).
+        "thinking": (
+            400,
+            "InvalidParameter",
+            "parameter.enable_thinking must be set to false for non-streaming calls",
+        ),
     }
     # https://www.alibabacloud.com/help/en/model-studio/error-code
     status_errors: ClassVar[dict[int, tuple[str, str]]] = {
@@ -905,6 +999,17 @@ class QwenVendor(Vendor):
             message_format=params.get("result_format") == "message",
             request_id=request_id,
         )
+
+    def refuse(self, chat: Chat, body: Any) -> tuple[str, str] | None:
+        refused = super().refuse(chat, body)
+        if refused is not None or chat.stream:
+            return refused
+        caps = load_catalog().capabilities(self.name, chat.model)
+        reasoning = caps.reasoning if caps is not None else None
+        thinks = reasoning is not None and reasoning.non_streaming_requires is False
+        if thinks and (body.get("parameters") or {}).get("enable_thinking") is not False:
+            return "thinking", ""
+        return None
 
     def _body(self, chat: Chat, text: str, finish: str, output_tokens: int) -> dict[str, Any]:
         if chat.message_format:
@@ -1142,6 +1247,9 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
         return fail("invalid", str(exc))
     if mode == "bad_request":
         return fail("bad_request", chat.model)
+    refused = vendor.refuse(chat, body)
+    if refused is not None:
+        return fail(*refused)
     if mode == "echo_key":
         half = len(key) // 2
         echoed = base64.b64encode(key.encode()).decode()

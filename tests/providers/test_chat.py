@@ -19,7 +19,7 @@ from tests.fakes.vendor import FakeVendor, RecordedRequest
 PROVIDERS = provider_ids()
 MODELS = {
     "openai": "gpt-4o-mini",
-    "gemini": "gemini-2.0-flash",
+    "gemini": "gemini-3.1-flash-lite",
     "claude": "claude-haiku-4-5",
     "qwen": "qwen-plus",
     "huggingface": "meta-llama/Llama-3.1-8B-Instruct",
