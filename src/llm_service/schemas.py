@@ -203,7 +203,8 @@ class ChatOut(BaseModel):
                            "history; null when it could not be stored (then `warning` says so).")
     costUsd: float | None = Field(
         examples=[0.00042],
-        description="The estimated cost from the pricing table; null when the model is unpriced.",
+        description="The estimated cost from the model catalogue (cached input at the cached "
+        "rate); null when the model is unpriced.",
     )
     warning: str | None = Field(
         None, description="Present once a monthly budget is 80% used, or when the answer could "
@@ -216,6 +217,10 @@ class ChatOut(BaseModel):
     tokensEstimated: bool | None = Field(
         None, description="True when the vendor gave no (or no usable) token counts and "
         "they were estimated.",
+    )
+    finishReason: Literal["length"] | None = Field(
+        None, description='Present ("length") when the vendor cut the reply at maxTokens: the '
+        "widget can say it was cut short.",
     )
 
 

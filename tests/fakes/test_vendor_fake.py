@@ -178,7 +178,9 @@ async def test_huggingface_router(fake: FakeVendor, http: httpx2.AsyncClient) ->
     body = answer.json()
     assert body["object"] == "chat.completion"
     assert body["choices"][0]["message"]["content"] == reply("huggingface", model)
-    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}
+    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10,
+                             "prompt_tokens_details": {"cached_tokens": 0},
+                             "completion_tokens_details": {"reasoning_tokens": 0}}
 
     payload = {
         "model": model,

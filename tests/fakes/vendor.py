@@ -154,7 +154,14 @@ MODES: tuple[str, ...] = (
     "oversized",
     "echo_key",
     "status",
+    # Answers (HTTP 200) that are not a plain reply: see "Answer modes" in the docstring.
+    "blocked",
+    "refused",
+    "truncated",
+    "thinking",
+    "cached",
 )
+ANSWER_MODES = frozenset({"blocked", "refused", "truncated", "thinking", "cached"})
 # Per wire format: what follows /<id> in the base URL an SDK is given, and the vendor route.
 WIRE_PATHS: dict[str, tuple[str, str]] = {
     "openai": ("/v1", "/v1/chat/completions"),
@@ -171,6 +178,9 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "stream_error_style": None,  # None: the vendor's default ("event", or "close" for HF)
     "oversize_bytes": 9 * 1024 * 1024,  # just over the service's default answer cap (8 MiB)
     "status": 503,  # the HTTP status of mode "status"
+    "empty": False,  # mode "truncated": the token limit was used up before any text
+    "thinking_tokens": 40,  # mode "thinking": reasoning tokens reported apart
+    "cached_tokens": 2,  # mode "cached": input tokens read from the vendor's cache (<= input)
 }
 BAD_KEY_PREFIX = "bad"
 MALFORMED_BODY = b'{"id": "fake-malformed", "choices": [{"message": '
@@ -182,7 +192,7 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
-    for name in ("pieces", "error_after", "oversize_bytes"):
+    for name in ("pieces", "error_after", "oversize_bytes", "thinking_tokens", "cached_tokens"):
         if name in options and (not isinstance(options[name], int) or options[name] < 0):
             raise ValueError(f"{name} must be a non-negative integer")
     if options.get("pieces") == 0:
@@ -368,18 +378,40 @@ class Chat:
     message_format: bool = True  # Qwen result_format == "message"
     sse: bool = True  # Gemini: alt=sse (otherwise a JSON array)
     request_id: str = ""
+    outcome: str = "ok"  # "ok" or an answer mode (blocked, refused, truncated, ...)
+    empty: bool = False  # truncated before any text
+    thinking_tokens: int = 0
+    cached_tokens: int = 0
 
     @property
     def reply(self) -> str:
-        return f"Echo from {self.provider} {self.model}: {self.last_user}"
+        """The text the answer carries: the echo; its first half when truncated (nothing when
+        `empty`); nothing when blocked or refused."""
+        echo = f"Echo from {self.provider} {self.model}: {self.last_user}"
+        if self.outcome in ("blocked", "refused") or (self.outcome == "truncated" and self.empty):
+            return ""
+        if self.outcome == "truncated":
+            words = echo.split(" ")
+            return " ".join(words[: max(1, len(words) // 2)])
+        return echo
 
     @property
     def input_tokens(self) -> int:
         return sum(_words(t) for t in self.texts)
 
     @property
+    def cached(self) -> int:
+        return min(self.cached_tokens, self.input_tokens) if self.outcome == "cached" else 0
+
+    @property
+    def thoughts(self) -> int:
+        return self.thinking_tokens if self.outcome == "thinking" else 0
+
+    @property
     def output_tokens(self) -> int:
-        return _words(self.reply)
+        """The answer's tokens, thinking included (every vendor bills it as output)."""
+        truncated_budget = 16 if self.outcome == "truncated" and self.empty else 0
+        return _words(self.reply) + self.thoughts + truncated_budget
 
 
 @dataclass
@@ -585,12 +617,23 @@ class OpenAIVendor(Vendor):
             request_id=request_id,
         )
 
-    def _usage(self, chat: Chat) -> dict[str, int]:
+    def _usage(self, chat: Chat) -> dict[str, Any]:
+        # completion_tokens includes reasoning_tokens; prompt_tokens includes cached_tokens
+        # (openai/types/completion_usage.py).
         return {
             "prompt_tokens": chat.input_tokens,
             "completion_tokens": chat.output_tokens,
             "total_tokens": chat.input_tokens + chat.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": chat.cached},
+            "completion_tokens_details": {"reasoning_tokens": chat.thoughts},
         }
+
+    REFUSAL = "I'm sorry, but I can't help with that."
+
+    @staticmethod
+    def _finish(chat: Chat) -> str:
+        # openai/types/chat/chat_completion.py: stop, length, content_filter, tool_calls.
+        return {"truncated": "length", "blocked": "content_filter"}.get(chat.outcome, "stop")
 
     def ok_body(self, chat: Chat) -> Any:
         return {
@@ -603,12 +646,12 @@ class OpenAIVendor(Vendor):
                     "index": 0,
                     "message": {
                         "role": "assistant",
-                        "content": chat.reply,
-                        "refusal": None,
+                        "content": None if chat.outcome in ("blocked", "refused") else chat.reply,
+                        "refusal": self.REFUSAL if chat.outcome == "refused" else None,
                         "annotations": [],
                     },
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": self._finish(chat),
                 }
             ],
             "usage": self._usage(chat),
@@ -634,13 +677,15 @@ class OpenAIVendor(Vendor):
         def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
             return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
 
-        tail = [chunk(choice({}, "stop"))]
+        tail = [chunk(choice({}, self._finish(chat)))]
+        if chat.outcome == "refused":
+            tail.insert(0, chunk(choice({"refusal": self.REFUSAL})))
         if chat.include_usage:
             tail.append(chunk([], self._usage(chat)))
         tail.append(b"data: [DONE]\n\n")
         return StreamPlan(
             head=[chunk(choice({"role": "assistant", "content": "", "refusal": None}))],
-            pieces=[chunk(choice({"content": part})) for part in parts],
+            pieces=[chunk(choice({"content": part})) for part in parts if part],
             tail=tail,
         )
 
@@ -746,12 +791,27 @@ class ClaudeVendor(Vendor):
             "content": content,
             "stop_reason": stop,
             "stop_sequence": None,
-            "usage": {"input_tokens": chat.input_tokens, "output_tokens": out},
+            "usage": self._usage(chat, out),
         }
 
+    @staticmethod
+    def _usage(chat: Chat, out: int) -> dict[str, int]:
+        # input_tokens excludes cache reads and writes (anthropic/types/usage.py); thinking is
+        # part of output_tokens.
+        return {"input_tokens": chat.input_tokens - chat.cached, "output_tokens": out,
+                "cache_read_input_tokens": chat.cached, "cache_creation_input_tokens": 0}
+
+    @staticmethod
+    def _stop(chat: Chat) -> str:
+        # anthropic/types/stop_reason.py: end_turn, max_tokens, stop_sequence, tool_use,
+        # pause_turn, refusal.
+        if chat.outcome in ("blocked", "refused"):
+            return "refusal"
+        return "max_tokens" if chat.outcome == "truncated" else "end_turn"
+
     def ok_body(self, chat: Chat) -> Any:
-        content = [{"type": "text", "text": chat.reply}]
-        return self._message(chat, content, "end_turn", chat.output_tokens)
+        content = [{"type": "text", "text": chat.reply}] if chat.reply else []
+        return self._message(chat, content, self._stop(chat), chat.output_tokens)
 
     @staticmethod
     def _event(name: str, **data: Any) -> bytes:
@@ -760,8 +820,8 @@ class ClaudeVendor(Vendor):
     def stream_plan(self, chat: Chat, parts: list[str]) -> StreamPlan:
         ev = self._event
         # message_delta usage is cumulative: the final output_tokens (and input_tokens).
-        usage = {"input_tokens": chat.input_tokens, "output_tokens": chat.output_tokens}
-        stop = {"stop_reason": "end_turn", "stop_sequence": None}
+        usage = self._usage(chat, chat.output_tokens)
+        stop = {"stop_reason": self._stop(chat), "stop_sequence": None}
         return StreamPlan(
             head=[
                 ev("message_start", message=self._message(chat, [], None, 1)),
@@ -770,7 +830,7 @@ class ClaudeVendor(Vendor):
             ],
             pieces=[
                 ev("content_block_delta", index=0, delta={"type": "text_delta", "text": part})
-                for part in parts
+                for part in parts if part
             ],
             tail=[
                 ev("content_block_stop", index=0),
@@ -880,17 +940,31 @@ class GeminiVendor(Vendor):
 
     def _chunk(self, chat: Chat, text: str, last: bool) -> dict[str, Any]:
         candidate: dict[str, Any] = {
-            "content": {"role": "model", "parts": [{"text": text}]},
+            "content": {"role": "model", "parts": [{"text": text}] if text else []},
             "index": 0,
         }
         data: dict[str, Any] = {"candidates": [candidate]}
+        if chat.outcome == "blocked":
+            # A blocked prompt: HTTP 200, no candidates, promptFeedback.blockReason
+            # (https://ai.google.dev/api/generate-content#v1beta.GenerateContentResponse).
+            data = {"promptFeedback": {"blockReason": "SAFETY"}}
         if last:
-            candidate["finishReason"] = "STOP"
+            # finishReason SAFETY: the answer was blocked; MAX_TOKENS: cut at the limit
+            # (google/genai/types.py FinishReason).
+            candidate["finishReason"] = {"refused": "SAFETY",
+                                         "truncated": "MAX_TOKENS"}.get(chat.outcome, "STOP")
+            # promptTokenCount includes cachedContentTokenCount; thoughtsTokenCount is billed
+            # as output beside candidatesTokenCount (GenerateContentResponseUsageMetadata).
+            answer = chat.output_tokens - chat.thoughts
             data["usageMetadata"] = {
                 "promptTokenCount": chat.input_tokens,
-                "candidatesTokenCount": chat.output_tokens,
+                "candidatesTokenCount": answer,
                 "totalTokenCount": chat.input_tokens + chat.output_tokens,
             }
+            if chat.thoughts:
+                data["usageMetadata"]["thoughtsTokenCount"] = chat.thoughts
+            if chat.cached:
+                data["usageMetadata"]["cachedContentTokenCount"] = chat.cached
         data["modelVersion"] = chat.model
         data["responseId"] = chat.request_id
         return data
@@ -901,6 +975,7 @@ class GeminiVendor(Vendor):
         return self._chunk(chat, chat.reply, last=True)
 
     def stream_plan(self, chat: Chat, parts: list[str]) -> StreamPlan:
+        parts = [part for part in parts if part] or [""]
         frames = [
             f"data: {_dumps(self._chunk(chat, part, i == len(parts) - 1))}\n\n".encode()
             for i, part in enumerate(parts)
@@ -953,6 +1028,10 @@ class QwenVendor(Vendor):
         # https://www.alibabacloud.com/help/en/model-studio/error-code: an unknown or withdrawn
         # model is 400 InvalidParameter "Model not exist."
         "retired": (400, "InvalidParameter", "Model not exist."),
+        # Content moderation refuses the request: 400 DataInspectionFailed
+        # (https://www.alibabacloud.com/help/en/model-studio/error-code).
+        "moderated": (400, "DataInspectionFailed",
+                      "Input or output data may contain inappropriate content."),
         # Qwen3 open models think by default and refuse a non-streaming call that does not
         # turn thinking off (https://www.alibabacloud.com/help/en/model-studio/deep-thinking).
         "thinking": (
@@ -1017,15 +1096,21 @@ class QwenVendor(Vendor):
             output: dict[str, Any] = {"choices": [choice]}
         else:  # result_format "text"
             output = {"text": text, "finish_reason": finish}
-        usage = {
+        usage: dict[str, Any] = {
             "input_tokens": chat.input_tokens,
             "output_tokens": output_tokens,
             "total_tokens": chat.input_tokens + output_tokens,
         }
+        if chat.cached:  # DashScope's context cache: part of input_tokens
+            usage["prompt_tokens_details"] = {"cached_tokens": chat.cached}
         return {"output": output, "usage": usage, "request_id": chat.request_id}
 
+    @staticmethod
+    def _finish(chat: Chat) -> str:
+        return "length" if chat.outcome == "truncated" else "stop"
+
     def ok_body(self, chat: Chat) -> Any:
-        return self._body(chat, chat.reply, "stop", chat.output_tokens)
+        return self._body(chat, chat.reply, self._finish(chat), chat.output_tokens)
 
     @staticmethod
     def _frame(seq: int, event: str, status: int, data: str) -> bytes:
@@ -1037,9 +1122,10 @@ class QwenVendor(Vendor):
             so_far += part
             # DashScope sends the *string* "null" while the answer is still growing; usage is
             # cumulative in every event.
-            finish = "stop" if i == len(parts) - 1 else "null"
+            finish = self._finish(chat) if i == len(parts) - 1 else "null"
             text = part if chat.incremental else so_far
-            body = self._body(chat, text, finish, _words(so_far))
+            out = chat.output_tokens if i == len(parts) - 1 else _words(so_far)
+            body = self._body(chat, text, finish, out)
             frames.append(self._frame(i + 1, "result", 200, _dumps(body)))
         return StreamPlan(head=[], pieces=frames, tail=[])
 
@@ -1255,6 +1341,13 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
         echoed = base64.b64encode(key.encode()).decode()
         return fail("invalid", f"Key {key.upper()} ({echoed}) is not valid here: "
                                f"{key[:half]} {key[half:]}")
+    if mode in ANSWER_MODES:
+        if isinstance(vendor, QwenVendor) and mode in ("blocked", "refused"):
+            return fail("moderated")
+        chat = dataclasses.replace(
+            chat, outcome=mode, empty=bool(options["empty"]),
+            thinking_tokens=options["thinking_tokens"], cached_tokens=options["cached_tokens"],
+        )
     if mode == "oversized":
         chat = dataclasses.replace(chat, last_user=chat.last_user + "x" * options["oversize_bytes"])
     if not chat.stream or not chat.sse:

@@ -93,6 +93,10 @@ class ChatMessage(Base):
     input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 6), nullable=True)
+    # The part of input_tokens read from the vendor's cache (priced at the cached rate).
+    cached_input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # "length" when the vendor cut the reply at maxTokens; None when it finished.
+    finish_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class BudgetUsage(Base):

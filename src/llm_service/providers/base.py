@@ -44,12 +44,19 @@ class ChatRequest:
     max_tokens: int
 
 
+# Why an answer ended, as the service reports it: "stop" (the model finished) or "length" (cut
+# at maxTokens). A blocked or refused answer is not a Completion: it is `refused(...)`.
+FinishReason = Literal["stop", "length"]
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
     text: str
     model: str | None  # as the vendor reports it, when it does
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int  # every prompt token, cached ones included
+    output_tokens: int  # every billed output token, reasoning/thinking included
+    finish_reason: FinishReason = "stop"
+    cached_input_tokens: int = 0  # the part of input_tokens read from the vendor's cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,8 @@ class StreamUsage:
     model: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    finish_reason: FinishReason | None = None
+    cached_input_tokens: int | None = None
 
 
 StreamEvent = StreamDelta | StreamUsage
@@ -79,6 +88,8 @@ class FailureKind(StrEnum):
     UPSTREAM = "upstream"  # vendor 5xx or a connection failure: worth a retry
     MALFORMED = "malformed"  # an answer we cannot read: not retried
     TIMEOUT = "timeout"
+    REFUSED = "refused"  # the vendor declined to answer (blocked prompt, safety, refusal)
+    EMPTY = "empty"  # the token limit was used up (by thinking) before any text
 
 
 class ProviderError(Exception):
@@ -228,6 +239,23 @@ def stream_error_event(
 ) -> ProviderError:
     """An error the vendor sent inside a stream that had begun (HTTP 200)."""
     return ProviderError(kind, detail=scrub(detail, api_key))
+
+
+def refused(reason: str | None, api_key: str = "") -> ProviderError:
+    """The vendor answered but declined: a blocked prompt, a safety stop, a refusal. `reason`
+    is the vendor's own (a block reason, the refusal text)."""
+    return ProviderError(FailureKind.REFUSED, detail=scrub(reason, api_key))
+
+
+def empty_answer() -> ProviderError:
+    """The answer was cut at the token limit before any text (reasoning used it all)."""
+    return ProviderError(FailureKind.EMPTY)
+
+
+def checked_answer(text: str, finish_reason: FinishReason) -> None:
+    """Raise `empty_answer()` for a reply cut at the limit with no text: not a success."""
+    if finish_reason == "length" and not text.strip():
+        raise empty_answer()
 
 
 def kind_for_status(status: int) -> FailureKind:

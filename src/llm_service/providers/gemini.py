@@ -24,13 +24,17 @@ from llm_service.providers.base import (
     Completion,
     Credentials,
     FailureKind,
+    FinishReason,
     Provider,
     ProviderError,
     StreamDelta,
     StreamEvent,
     StreamUsage,
     VendorSpec,
+    checked_answer,
+    empty_answer,
     kind_for_status,
+    refused,
     status_failure,
     stream_cut,
     transport_failure,
@@ -80,31 +84,45 @@ class GeminiProvider(Provider):
             answer = await self._client.aio.models.generate_content(
                 model=request.model, contents=contents, config=config
             )
+            finish = _finish(answer) or "stop"
+            text = _text(answer)
+            checked_answer(text, finish)
             usage = answer.usage_metadata
             return Completion(
-                text=answer.text or "",
+                text=text,
                 model=answer.model_version or None,
                 input_tokens=(usage.prompt_token_count or 0) if usage else 0,
                 output_tokens=(_output_tokens(usage) or 0) if usage else 0,
+                finish_reason=finish,
+                cached_input_tokens=(usage.cached_content_token_count or 0) if usage else 0,
             )
 
     async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
         contents, config = self._request(request, creds)
-        finished = False
+        finished: FinishReason | None = None
+        wrote = False
         with self._failures(creds):
             chunks = await self._client.aio.models.generate_content_stream(
                 model=request.model, contents=contents, config=config
             )
             async for chunk in chunks:
-                if chunk.text:
-                    yield StreamDelta(chunk.text)
+                finish = _finish(chunk)
+                text = _text(chunk)
+                if text:
+                    wrote = True
+                    yield StreamDelta(text)
                 usage = chunk.usage_metadata
                 if usage is not None:
                     yield StreamUsage(chunk.model_version or None, usage.prompt_token_count,
-                                      _output_tokens(usage))
-                finished = finished or any(c.finish_reason for c in chunk.candidates or ())
+                                      _output_tokens(usage), finish_reason=finish,
+                                      cached_input_tokens=usage.cached_content_token_count)
+                elif finish is not None:
+                    yield StreamUsage(finish_reason=finish)
+                finished = finished or finish
         if not finished:
             raise stream_cut()
+        if finished == "length" and not wrote:
+            raise empty_answer()
 
     def _request(
         self, request: ChatRequest, creds: Credentials
@@ -126,6 +144,40 @@ class GeminiProvider(Provider):
             ),
         )
         return contents, config
+
+
+# google/genai/types.py FinishReason: the ones that mean the vendor declined to answer.
+_DECLINED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
+             "IMAGE_SAFETY", "LANGUAGE"}
+
+
+def _text(answer: types.GenerateContentResponse) -> str:
+    """The answer's text parts (thought parts left out), without the SDK's warnings."""
+    candidates = answer.candidates or []
+    if not candidates or candidates[0].content is None:
+        return ""
+    return "".join(p.text for p in candidates[0].content.parts or ()
+                   if p.text and not p.thought)
+
+
+def _finish(answer: types.GenerateContentResponse) -> FinishReason | None:
+    """The answer's finish reason, or `refused(...)` for a blocked prompt (HTTP 200, no
+    candidates, `promptFeedback.blockReason`) or a declined answer (`finishReason: SAFETY`...)."""
+    feedback = answer.prompt_feedback
+    if feedback is not None and feedback.block_reason is not None:
+        raise refused(f"the prompt was blocked (block reason {_name(feedback.block_reason)})")
+    for candidate in answer.candidates or ():
+        if candidate.finish_reason is None:
+            continue
+        name = _name(candidate.finish_reason)
+        if name in _DECLINED:
+            raise refused(f"the answer was blocked (finish reason {name})")
+        return "length" if name == "MAX_TOKENS" else "stop"
+    return None
+
+
+def _name(value: object) -> str:
+    return str(getattr(value, "value", value))
 
 
 def _output_tokens(usage: types.GenerateContentResponseUsageMetadata) -> int | None:

@@ -22,12 +22,15 @@ from llm_service.providers.base import (
     Completion,
     Credentials,
     FailureKind,
+    FinishReason,
     Provider,
     ProviderError,
     StreamDelta,
     StreamEvent,
     StreamUsage,
     VendorSpec,
+    checked_answer,
+    empty_answer,
     sse_events,
     status_failure,
     stream_cut,
@@ -52,14 +55,28 @@ class _Choice(BaseModel):
     def finished(self) -> bool:
         return self.finish_reason not in (None, "", "null")
 
+    @property
+    def reason(self) -> FinishReason:
+        return "length" if self.finish_reason == "length" else "stop"
+
 
 class _Output(BaseModel):
     choices: list[_Choice]
 
 
+class _PromptDetails(BaseModel):
+    cached_tokens: int | None = None
+
+
 class _Usage(BaseModel):
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int = 0  # cached ones included
+    output_tokens: int = 0  # thinking included
+    prompt_tokens_details: _PromptDetails | None = None
+
+    @property
+    def cached(self) -> int:
+        details = self.prompt_tokens_details
+        return (details.cached_tokens or 0) if details else 0
 
 
 class _Generation(BaseModel):
@@ -77,7 +94,10 @@ def _error_fields(body: bytes | str) -> tuple[FailureKind | None, str | None]:
     if not isinstance(data, dict):
         return None, None
     message = data.get("message")
-    kind = FailureKind.AUTH if data.get("code") in _AUTH_CODES else None
+    code = data.get("code")
+    kind = FailureKind.AUTH if code in _AUTH_CODES else None
+    if code == "DataInspectionFailed":  # content moderation declined the request or answer
+        kind = FailureKind.REFUSED
     return kind, message if isinstance(message, str) else None
 
 
@@ -118,16 +138,21 @@ class QwenProvider(Provider):
                 raw = response.content
         try:
             answer = _Generation.model_validate_json(raw)
-            return Completion(
-                text=answer.output.choices[0].message.content,
-                model=None,  # DashScope does not echo the model
-                input_tokens=answer.usage.input_tokens if answer.usage else 0,
-                output_tokens=answer.usage.output_tokens if answer.usage else 0,
-            )
+            choice = answer.output.choices[0]
         except (ValidationError, IndexError):
             raise ProviderError(FailureKind.MALFORMED) from None
+        checked_answer(choice.message.content, choice.reason)
+        return Completion(
+            text=choice.message.content,
+            model=None,  # DashScope does not echo the model
+            input_tokens=answer.usage.input_tokens if answer.usage else 0,
+            output_tokens=answer.usage.output_tokens if answer.usage else 0,
+            finish_reason=choice.reason,
+            cached_input_tokens=answer.usage.cached if answer.usage else 0,
+        )
 
     async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
+        wrote = False
         with self._failures(creds):
             async with self._send(request, creds, stream=True) as response:
                 async for event, data in sse_events(response):
@@ -141,11 +166,19 @@ class QwenProvider(Provider):
                         raise unreadable_chunk() from None
                     for choice in piece.output.choices:
                         if choice.message.content:
+                            wrote = True
                             yield StreamDelta(choice.message.content)
-                    if piece.usage is not None:
-                        yield StreamUsage(None, piece.usage.input_tokens,
-                                          piece.usage.output_tokens)
-                    if any(choice.finished for choice in piece.output.choices):
+                    done = [c.reason for c in piece.output.choices if c.finished]
+                    if piece.usage is not None or done:
+                        usage = piece.usage
+                        yield StreamUsage(
+                            None, usage.input_tokens if usage else None,
+                            usage.output_tokens if usage else None,
+                            finish_reason=done[0] if done else None,
+                            cached_input_tokens=usage.cached if usage else None)
+                    if done:
+                        if done[0] == "length" and not wrote:
+                            raise empty_answer()
                         return
         raise stream_cut()
 

@@ -163,6 +163,21 @@ def key_unreadable(name: str) -> ServiceError:
 def provider_failure(error: ProviderError, name: str, timeout_s: float) -> ServiceError:
     """A vendor failure as the contract's error, in a sentence for the person at the chat."""
     reason = f" ({name} said: {error.detail})" if error.detail else ""
+    if error.kind is FailureKind.REFUSED:
+        why = f": {error.detail}" if error.detail else ""
+        return ServiceError(
+            400,
+            "provider_refused",
+            f"{name} declined to answer this message{why}. Nothing was stored: rephrase the "
+            "message, or try another model.",
+        )
+    if error.kind is FailureKind.EMPTY:
+        return ServiceError(
+            400,
+            "provider_empty_answer",
+            f"{name} used the whole token limit (Max tokens) before writing any answer, most "
+            "likely thinking: raise Max tokens in the LLM settings and try again.",
+        )
     if error.kind is FailureKind.AUTH:
         return ServiceError(
             400,
@@ -232,8 +247,13 @@ class Spend:
         self._reservation: budgets.Reservation | None = None
         self.warning: str | None = None
 
-    def cost(self, model: str, input_tokens: int, output_tokens: int) -> Decimal | None:
-        return self._runtime.catalog.cost(self._provider, model, input_tokens, output_tokens)
+    def cost(self, model: str, input_tokens: int, output_tokens: int,
+             cached_input_tokens: int | None = 0) -> Decimal | None:
+        """Priced from the catalogue; cached input tokens (part of `input_tokens`) at the
+        model's cached rate."""
+        cached = min(max(cached_input_tokens or 0, 0), input_tokens)
+        return self._runtime.catalog.cost(self._provider, model, input_tokens, output_tokens,
+                                          cached)
 
     async def reserve(self, request: ChatRequest) -> None:
         """Reserve the worst case, or raise 429 `budget_exceeded`."""
@@ -349,7 +369,8 @@ async def chat(
     usage = checked_usage(completion.model, completion.input_tokens, completion.output_tokens,
                           request=prepared.request, reply=text,
                           configured_model=prepared.configured_model)
-    cost = spend.cost(usage.model, usage.input_tokens, usage.output_tokens)
+    cost = spend.cost(usage.model, usage.input_tokens, usage.output_tokens,
+                      completion.cached_input_tokens)
     runtime.metrics.usage(provider, usage.model, usage.input_tokens, usage.output_tokens, cost)
     hosts = runtime.settings.allowed_image_hosts
     reply = sanitize(text, image_hosts=hosts)
@@ -360,7 +381,10 @@ async def chat(
             NewMessage("assistant", reply, usage.output_tokens, interrupted=truncated,
                        tokens_estimated=usage.estimated, model=usage.model,
                        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                       cost_usd=cost),
+                       cost_usd=cost,
+                       cached_input_tokens=min(completion.cached_input_tokens,
+                                               usage.input_tokens),
+                       finish_reason="length" if completion.finish_reason == "length" else None),
         ])
     finally:
         await spend.settle(usage.tokens, cost)
@@ -377,6 +401,8 @@ async def chat(
         answer["tokensEstimated"] = True
     if truncated:
         answer["truncated"] = True
+    if completion.finish_reason == "length":  # the vendor cut it at maxTokens
+        answer["finishReason"] = "length"
     warning = join_warnings(NOT_STORED if reply_id is None else None,
                             TRUNCATED.format(cap=cap) if truncated else None, spend.warning)
     if warning:

@@ -91,9 +91,12 @@ class _Usage:
     model: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    finish_reason: str | None = None
+    cached_input_tokens: int | None = None
 
     def merge(self, event: StreamEvent) -> None:
-        for name in ("model", "input_tokens", "output_tokens"):
+        for name in ("model", "input_tokens", "output_tokens", "finish_reason",
+                     "cached_input_tokens"):
             value = getattr(event, name)
             if value is not None:
                 setattr(self, name, value)
@@ -162,7 +165,10 @@ class ChatStream:
                 else:
                     error = provider_failure(exc, name, self._runtime.settings.upstream_timeout_s)
                 stored = True
-                await self._store_partial(request_id)
+                if exc.kind in (FailureKind.REFUSED, FailureKind.EMPTY):
+                    await self._spend.settle(0, None)  # declined or empty: nothing to keep
+                else:
+                    await self._store_partial(request_id)
                 yield sse("error", self._error_body(error, request_id))
                 return
             except Exception:
@@ -239,7 +245,8 @@ class ChatStream:
         )
         reply = self._text.text()
         hosts = self._runtime.settings.allowed_image_hosts
-        cost = self._spend.cost(usage.model, usage.input_tokens, usage.output_tokens)
+        cost = self._spend.cost(usage.model, usage.input_tokens, usage.output_tokens,
+                                self._usage.cached_input_tokens)
         self._runtime.metrics.usage(self._provider, usage.model, usage.input_tokens,
                                     usage.output_tokens, cost)
         with anyio.CancelScope(shield=True):
@@ -251,7 +258,11 @@ class ChatStream:
                     NewMessage("assistant", reply, usage.output_tokens,
                                interrupted=interrupted, tokens_estimated=usage.estimated,
                                model=usage.model, input_tokens=usage.input_tokens,
-                               output_tokens=usage.output_tokens, cost_usd=cost),
+                               output_tokens=usage.output_tokens, cost_usd=cost,
+                               cached_input_tokens=min(self._usage.cached_input_tokens or 0,
+                                                       usage.input_tokens),
+                               finish_reason="length"
+                               if self._usage.finish_reason == "length" else None),
                 ])
             finally:
                 await self._spend.settle(usage.tokens, cost)
@@ -268,6 +279,8 @@ class ChatStream:
             done["tokensEstimated"] = True
         if self._truncated:
             done["truncated"] = True
+        if self._usage.finish_reason == "length":  # the vendor cut it at maxTokens
+            done["finishReason"] = "length"
         warning = join_warnings(NOT_STORED if reply_id is None else None,
                                 TRUNCATED.format(cap=self._cap) if self._truncated else None,
                                 self._spend.warning)
