@@ -79,6 +79,14 @@ wins over the global one; with ``times`` it applies to that many requests, then 
                     ``"end"`` ends the body properly but before the vendor's end marker
                     (``[DONE]``, ``message_stop``, a ``finishReason``, a DashScope
                     ``finish_reason``): a stream cut short.
+* ``billing``       the vendor's no-credit answer: OpenAI 429 ``insufficient_quota``, Claude
+                    402 ``billing_error``, DashScope 400 ``Arrearage``, Hugging Face 402,
+                    Gemini 429 ``RESOURCE_EXHAUSTED``.
+* ``blocked`` / ``refused`` / ``truncated`` / ``thinking`` / ``cached``: 200 answers that are not
+                    a plain reply (a blocked prompt or safety stop, a refusal, a reply cut at the
+                    limit, with ``empty`` nothing before it, reasoning tokens reported apart
+                    (``thinking_tokens``), input read from the cache (``cached_tokens``)), each
+                    in the vendor's own fields (see the vendor classes).
 * ``status``        the vendor's error answer for HTTP ``status`` (option, default 503): 403,
                     404, 429, 503 and Claude's 529 in each vendor's own shape (others as 500
                     is). ``retry_after=None`` leaves ``Retry-After`` out of a 429.
@@ -154,6 +162,7 @@ MODES: tuple[str, ...] = (
     "oversized",
     "echo_key",
     "status",
+    "billing",
     # Answers (HTTP 200) that are not a plain reply: see "Answer modes" in the docstring.
     "blocked",
     "refused",
@@ -178,6 +187,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "stream_error_style": None,  # None: the vendor's default ("event", or "close" for HF)
     "oversize_bytes": 9 * 1024 * 1024,  # just over the service's default answer cap (8 MiB)
     "status": 503,  # the HTTP status of mode "status"
+    "retry_header": True,  # False: a 429 without Retry-After (Gemini keeps its RetryInfo)
     "empty": False,  # mode "truncated": the token limit was used up before any text
     "thinking_tokens": 40,  # mode "thinking": reasoning tokens reported apart
     "cached_tokens": 2,  # mode "cached": input tokens read from the vendor's cache (<= input)
@@ -488,7 +498,7 @@ class Vendor:
         retry_after = options["retry_after"]
         message = template.format(detail=detail, retry_after=retry_after or 1)
         headers = self.error_headers(request_id)
-        if status == 429 and retry_after is not None:
+        if status == 429 and retry_after is not None and options.get("retry_header", True):
             headers["retry-after"] = str(retry_after)
         return status, self.error_body(kind, status, code, message, request_id), headers
 
@@ -542,6 +552,13 @@ class OpenAIVendor(Vendor):
             "The model `{detail}` does not exist or you do not have access to it.",
         ),
         "invalid": (400, "invalid_request_error", "{detail}"),
+        # No credit: a 429 that retrying does not fix
+        # (https://platform.openai.com/docs/guides/error-codes).
+        "billing": (
+            429,
+            "insufficient_quota",
+            "You exceeded your current quota, please check your plan and billing details.",
+        ),
         # A retired id: 404 model_not_found (https://platform.openai.com/docs/guides/error-codes).
         "retired": (
             404,
@@ -578,6 +595,7 @@ class OpenAIVendor(Vendor):
         "rate_limit": "rate_limit_exceeded",
         "bad_request": "model_not_found",
         "retired": "model_not_found",
+        "billing": "insufficient_quota",
         "temperature": "unsupported_value",
         "max_tokens_field": "unsupported_parameter",
     }
@@ -711,6 +729,13 @@ class HuggingFaceVendor(OpenAIVendor):
     reasoning_rules = False
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         **OpenAIVendor.errors,
+        # Exhausted monthly credits: 402 (https://huggingface.co/docs/inference-providers/pricing).
+        "billing": (
+            402,
+            "invalid_request_error",
+            "You have exceeded your monthly included credits for Inference Providers. Subscribe "
+            "to PRO to get 20x more monthly included credits.",
+        ),
         # The router answers a model no provider serves with 400
         # (https://huggingface.co/docs/inference-providers/index).
         "retired": (
@@ -744,6 +769,13 @@ class ClaudeVendor(Vendor):
         # A model past its end of life: 404 not_found_error (https://docs.anthropic.com/en/api/
         # errors; dates from anthropic/_data/deprecated_models.py).
         "retired": (404, "not_found_error", "model: {detail}"),
+        # https://docs.anthropic.com/en/api/errors: 402 billing_error.
+        "billing": (
+            402,
+            "billing_error",
+            "Your credit balance is too low to access the Anthropic API. Please go to Plans & "
+            "Billing to upgrade or purchase credits.",
+        ),
     }
     # https://docs.anthropic.com/en/api/errors
     status_errors: ClassVar[dict[int, tuple[str, str]]] = {
@@ -884,6 +916,13 @@ class GeminiVendor(Vendor):
             "generateContent.",
         ),
         "invalid": (400, "INVALID_ARGUMENT", "{detail}"),
+        # A free tier used up: 429 RESOURCE_EXHAUSTED, a quota like any other
+        # (https://ai.google.dev/gemini-api/docs/rate-limits).
+        "billing": (
+            429,
+            "RESOURCE_EXHAUSTED",
+            "You exceeded your current quota, please check your plan and billing details.",
+        ),
         # A shut-down model: 404 NOT_FOUND
         # (https://ai.google.dev/gemini-api/docs/troubleshooting#error-codes).
         "retired": (
@@ -1028,6 +1067,10 @@ class QwenVendor(Vendor):
         # https://www.alibabacloud.com/help/en/model-studio/error-code: an unknown or withdrawn
         # model is 400 InvalidParameter "Model not exist."
         "retired": (400, "InvalidParameter", "Model not exist."),
+        # An overdue account: 400 Arrearage
+        # (https://www.alibabacloud.com/help/en/model-studio/error-code).
+        "billing": (400, "Arrearage",
+                    "Access denied, please make sure your account is in good standing."),
         # Content moderation refuses the request: 400 DataInspectionFailed
         # (https://www.alibabacloud.com/help/en/model-studio/error-code).
         "moderated": (400, "DataInspectionFailed",
@@ -1315,6 +1358,12 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
 
     def fail(kind: str, detail: str = "") -> Response:
         status, err, headers = vendor.error(kind, detail, request_id, options)
+        if isinstance(vendor, QwenVendor) and record.stream:
+            # DashScope answers a streaming call's error as an SSE body
+            # (https://www.alibabacloud.com/help/en/model-studio/error-code).
+            raw = QwenVendor._frame(1, "error", status, _dumps(err))
+            headers = {**headers, "content-type": "text/event-stream;charset=UTF-8"}
+            return JSONBodyResponse(state, record, status, err, headers, raw=raw)
         return JSONBodyResponse(state, record, status, err, headers)
 
     if mode == "hang":
@@ -1325,7 +1374,7 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
     if mode == "auth" or key.startswith(BAD_KEY_PREFIX):
         masked = f"{key[:4]}{'*' * 8}{key[-4:]}" if len(key) > 8 else key
         return fail("auth", masked)
-    if mode in ("rate_limit", "server_error", "status"):
+    if mode in ("rate_limit", "server_error", "status", "billing"):
         return fail(mode)
     try:
         chat = vendor.parse(request, body, request_id)

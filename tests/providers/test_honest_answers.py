@@ -152,3 +152,20 @@ async def test_cached_input_is_priced_at_the_cached_rate_and_kept(
     _, reply = await rows(api)
     assert reply.cached_input_tokens == 6
     assert reply.input_tokens == body["inputTokens"]
+
+
+@pytest.mark.parametrize(("billing_provider", "status", "code"), [
+    ("openai", 429, "provider_rate_limited"), ("claude", 400, "provider_bad_request"),
+    ("qwen", 400, "provider_bad_request"), ("huggingface", 400, "provider_bad_request"),
+])
+async def test_no_credit_says_to_add_credit(
+    api: Api, fake_vendor: FakeVendor, billing_provider: str, status: int, code: str,
+    stream: bool,
+) -> None:
+    await save(api, billing_provider)
+    fake_vendor.set_behaviour("billing", provider=billing_provider)
+    got, body = await chat(api, billing_provider, stream)
+    assert (got, body["code"]) == (status, code)
+    assert "add credit or check your plan" in body["error"]
+    assert len(fake_vendor.requests_for(billing_provider)) == 1  # not retried
+    assert await rows(api) == []

@@ -102,12 +102,17 @@ class ProviderError(Exception):
         status: int | None = None,
         detail: str | None = None,
         retry_after_s: int | None = None,
+        billing: bool = False,
     ) -> None:
         super().__init__(f"{kind}: status {status}")
         self.kind = kind
         self.status = status
         self.detail = detail
         self.retry_after_s = retry_after_s
+        # The account has no credit or its plan does not cover the call (OpenAI
+        # insufficient_quota, Anthropic billing_error, DashScope Arrearage, Hugging Face 402):
+        # retrying or fixing the model does not help; adding credit does.
+        self.billing = billing
 
     @property
     def retryable(self) -> bool:
@@ -275,14 +280,19 @@ def status_failure(
     api_key: str,
     headers: Mapping[str, str] | httpx2.Headers | None,
     kind: FailureKind | None = None,
+    *,
+    billing: bool = False,
+    retry_after_s: int | None = None,
 ) -> ProviderError:
     """A vendor's HTTP error answer: its kind (by status, unless the vendor's own code says
-    more), its reason scrubbed of key material, and its Retry-After."""
+    more), its reason scrubbed of key material, and its Retry-After (the header, else the delay
+    the vendor gave in its body). HTTP 402 is always a billing failure."""
     return ProviderError(
         kind or kind_for_status(status),
         status=status,
         detail=scrub(detail, api_key),
-        retry_after_s=retry_after_seconds(headers),
+        retry_after_s=retry_after_seconds(headers) if retry_after_s is None else retry_after_s,
+        billing=billing or status == 402,
     )
 
 

@@ -204,7 +204,8 @@ class ClaudeProvider(Provider):
             if kind is FailureKind.BAD_REQUEST:  # Claude's own type says more than a 4xx
                 kind = _ERROR_KINDS.get(error.type, kind)
             raise status_failure(exc.status_code, error.message or exc.message, creds.api_key,
-                                 exc.response.headers, kind=kind) from None
+                                 exc.response.headers, kind=kind,
+                                 billing=error.type == "billing_error") from None
         except anthropic.APIConnectionError as exc:  # timeouts included
             raise transport_failure(exc) from None
         except httpx2.HTTPError as exc:  # a dropped stream comes through raw

@@ -11,6 +11,7 @@ are billed as output, so they count as output tokens here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
@@ -44,6 +45,26 @@ _ROLES = {"user": "user", "assistant": "model"}
 _AUTH_MARKERS = ("API_KEY_INVALID", "API key not valid", "API_KEY_SERVICE_BLOCKED")
 
 
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def _retry_delay(details: object) -> int | None:
+    """Gemini's 429 gives its retry delay in the error's `RetryInfo` detail (`"retryDelay":
+    "37s"`, https://ai.google.dev/gemini-api/docs/rate-limits), not in a header: whole seconds,
+    rounded up; None when absent."""
+    error = details.get("error") if isinstance(details, dict) else None
+    items = error.get("details") if isinstance(error, dict) else None
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and item.get("@type") == _RETRY_INFO:
+            delay = item.get("retryDelay")
+            if isinstance(delay, str) and delay.endswith("s"):
+                try:
+                    return max(0, math.ceil(float(delay[:-1])))
+                except ValueError:
+                    return None
+    return None
+
+
 def _kind(exc: errors.APIError) -> FailureKind:
     text = f"{exc.message} {exc.details}"
     if exc.code == 400 and any(marker in text for marker in _AUTH_MARKERS):
@@ -72,7 +93,8 @@ class GeminiProvider(Provider):
         except errors.APIError as exc:
             response = getattr(exc, "response", None)
             raise status_failure(exc.code, exc.message, creds.api_key,
-                                 getattr(response, "headers", None), kind=_kind(exc)) from None
+                                 getattr(response, "headers", None), kind=_kind(exc),
+                                 retry_after_s=_retry_delay(exc.details)) from None
         except httpx2.HTTPError as exc:
             raise transport_failure(exc) from None
         except (ValueError, TypeError, AttributeError):

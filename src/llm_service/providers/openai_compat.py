@@ -187,13 +187,29 @@ def error_message(body: bytes) -> str | None:
     return _error_text(data.get("error")) if isinstance(data, dict) else None
 
 
+def _error_code(body: bytes) -> str | None:
+    try:
+        data: Any = loads(body)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return None
+    code = error.get("code") or error.get("type")
+    return code if isinstance(code, str) else None
+
+
 def http_failure(response: httpx2.Response, api_key: str) -> ProviderError:
-    """An OpenAI-style HTTP error answer (its body already read)."""
+    """An OpenAI-style HTTP error answer (its body already read). `insufficient_quota` (a 429
+    that retrying does not fix, https://platform.openai.com/docs/guides/error-codes) and HTTP
+    402 (the Hugging Face router's exhausted credits) are billing failures."""
     try:
         detail = error_message(response.content)
+        code = _error_code(response.content)
     except httpx2.ResponseNotRead:
-        detail = None
-    return status_failure(response.status_code, detail, api_key, response.headers)
+        detail, code = None, None
+    return status_failure(response.status_code, detail, api_key, response.headers,
+                          billing=code == "insufficient_quota")
 
 
 class OpenAICompatibleProvider(Provider):

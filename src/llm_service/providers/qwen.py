@@ -84,21 +84,34 @@ class _Generation(BaseModel):
     usage: _Usage | None = None
 
 
-def _error_fields(body: bytes | str) -> tuple[FailureKind | None, str | None]:
-    """The kind its code names (None: go by the status) and the message of a DashScope error
-    body, `{"code", "message", "request_id"}`."""
+def _error_data(body: bytes | str) -> dict[str, object] | None:
+    """A DashScope error body, `{"code", "message", "request_id"}`: plain JSON, or on a
+    streaming call an SSE body whose `data:` line carries it (`event:error`)."""
     try:
         data = loads(body)
     except ValueError:
-        return None, None
-    if not isinstance(data, dict):
-        return None, None
+        text = body.decode(errors="replace") if isinstance(body, bytes) else body
+        lines = [line[5:] for line in text.splitlines() if line.startswith("data:")]
+        try:
+            data = loads("\n".join(lines)) if lines else None
+        except ValueError:
+            return None
+    return data if isinstance(data, dict) else None
+
+
+def _error_fields(body: bytes | str) -> tuple[FailureKind | None, str | None, bool]:
+    """The kind its code names (None: go by the status), the message, and whether it is a
+    billing failure (`Arrearage`: the account is overdue,
+    https://www.alibabacloud.com/help/en/model-studio/error-code)."""
+    data = _error_data(body)
+    if data is None:
+        return None, None, False
     message = data.get("message")
     code = data.get("code")
     kind = FailureKind.AUTH if code in _AUTH_CODES else None
     if code == "DataInspectionFailed":  # content moderation declined the request or answer
         kind = FailureKind.REFUSED
-    return kind, message if isinstance(message, str) else None
+    return kind, message if isinstance(message, str) else None, code == "Arrearage"
 
 
 class QwenProvider(Provider):
@@ -125,9 +138,9 @@ class QwenProvider(Provider):
             if response.status_code >= 400 or not stream:
                 await response.aread()
             if response.status_code >= 400:
-                kind, message = _error_fields(response.content)
+                kind, message, billing = _error_fields(response.content)
                 raise status_failure(response.status_code, message, creds.api_key,
-                                     response.headers, kind=kind)
+                                     response.headers, kind=kind, billing=billing)
             yield response
         finally:
             await response.aclose()
@@ -157,7 +170,7 @@ class QwenProvider(Provider):
             async with self._send(request, creds, stream=True) as response:
                 async for event, data in sse_events(response):
                     if event == "error":  # the frame's body is DashScope's error body
-                        kind, message = _error_fields(data)
+                        kind, message, _ = _error_fields(data)
                         raise stream_error_event(message, creds.api_key,
                                                  kind or FailureKind.UPSTREAM)
                     try:

@@ -178,6 +178,14 @@ def provider_failure(error: ProviderError, name: str, timeout_s: float) -> Servi
             f"{name} used the whole token limit (Max tokens) before writing any answer, most "
             "likely thinking: raise Max tokens in the LLM settings and try again.",
         )
+    if error.billing and error.kind in (FailureKind.RATE_LIMITED, FailureKind.BAD_REQUEST):
+        rate_limited = error.kind is FailureKind.RATE_LIMITED
+        return ServiceError(
+            429 if rate_limited else 400,
+            "provider_rate_limited" if rate_limited else "provider_bad_request",
+            f"{name} says the account behind your key has no credit left, or its plan does not "
+            f"cover this{reason}: add credit or check your plan with {name}, then try again.",
+        )
     if error.kind is FailureKind.AUTH:
         return ServiceError(
             400,
