@@ -727,6 +727,12 @@ class HuggingFaceVendor(OpenAIVendor):
 
     stream_error_style = "close"
     reasoning_rules = False
+
+    def stream_error_frame(self, chat: Chat, seq: int) -> bytes:
+        # The router's mid-stream error is a chunk {"error": "...", "error_type": "..."}
+        # (VENDORS.md, checked 2026-12-01).
+        data = {"error": "Model is overloaded", "error_type": "overloaded"}
+        return f"data: {_dumps(data)}\n\n".encode()
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         **OpenAIVendor.errors,
         # Exhausted monthly credits: 402 (https://huggingface.co/docs/inference-providers/pricing).

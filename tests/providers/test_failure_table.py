@@ -162,3 +162,13 @@ async def test_dashscope_reads_its_sse_error_body_on_a_streaming_call(
     assert caught.value.detail == "Invalid API-key provided."
     record = fake_vendor.requests_for("qwen")[-1]
     assert record.stream and record.status == 401
+
+
+async def test_hugging_face_error_chunks_are_read(
+    registry: ProviderRegistry, fake_vendor: FakeVendor
+) -> None:
+    fake_vendor.reset()
+    fake_vendor.set_behaviour("stream_error", provider="huggingface", stream_error_style="event")
+    with pytest.raises(ProviderError) as caught:
+        await _stream(registry, "huggingface")
+    assert (caught.value.kind, caught.value.detail) == (K.UPSTREAM, "Model is overloaded")
