@@ -88,8 +88,13 @@ class ConfigIn(_In):
     max_tokens: MaxTokens = Field(  # type: ignore[assignment]
         None, alias="maxTokens", description="1-32000", json_schema_extra=_optional_not_null
     )
+    region: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")] = Field(  # type: ignore[assignment]
+        None, alias="region", json_schema_extra=_optional_not_null,
+        description="The vendor's region, from the model catalogue's list for the vendor "
+        "(DashScope: singapore, beijing, virginia, hongkong); a key works only in its own.",
+    )
 
-    @field_validator("api_key", "model", "temperature", "max_tokens", mode="before")
+    @field_validator("api_key", "model", "temperature", "max_tokens", "region", mode="before")
     @classmethod
     def _refuse_null(cls, value: Any) -> Any:
         # Runs only for fields present in the body: leaving a field out is fine, null is not.
@@ -244,6 +249,7 @@ class ConfigView(BaseModel):
     )
     createdAt: datetime
     updatedAt: datetime
+    region: str | None = Field(None, description="Present when a region was chosen.")
     modelStatus: ModelStatusView | None = Field(
         None, description="Present only when the model is deprecated or retired (from the model "
         "catalogue), so the settings page can suggest the replacement.")

@@ -463,6 +463,19 @@ class Vendor:
     def ok_body(self, chat: Chat) -> Any:
         raise NotImplementedError
 
+    def key_region_matches(self, request: Request, key: str) -> bool:
+        """A key works only in its own region (DashScope answers another region's key 401
+        InvalidApiKey: https://www.alibabacloud.com/help/en/model-studio/regions). Here a key's
+        region is the catalogue's region name it contains (`sk-beijing-...`), else the default
+        one; the request's is the `/<region>` path segment, else the default one."""
+        catalog = load_catalog()
+        if not catalog.has_vendor(self.name) or not catalog.regions(self.name):
+            return True
+        regions = catalog.regions(self.name)
+        default = catalog.default_region(self.name)
+        home = next((r for r in regions if r in key), default)
+        return home == request.path_params.get("region", default)
+
     def refuse(self, chat: Chat, body: Any) -> tuple[str, str] | None:
         """What today's vendor refuses in a well-formed request, as (error kind, detail); None
         when it accepts it. Every vendor refuses a model the catalogue lists as retired today
@@ -1377,7 +1390,8 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
     key = vendor.api_key(request)
     if not key:
         return fail("missing_key")
-    if mode == "auth" or key.startswith(BAD_KEY_PREFIX):
+    if mode == "auth" or key.startswith(BAD_KEY_PREFIX) or not vendor.key_region_matches(
+            request, key):
         masked = f"{key[:4]}{'*' * 8}{key[-4:]}" if len(key) > 8 else key
         return fail("auth", masked)
     if mode in ("rate_limit", "server_error", "status", "billing"):
@@ -1438,6 +1452,20 @@ def create_app(state: _State, vendors: dict[str, Vendor]) -> Starlette:
 
         return Route(path, endpoint, methods=["POST"], name=provider)
 
+    def regional_routes(provider: str) -> list[Route]:
+        """A vendor with regions in the catalogue is also served under `/<id>/<region>` (the
+        service's convention behind a test double); a key works only in its own region."""
+        catalog = load_catalog()
+        if not catalog.has_vendor(provider) or not catalog.regions(provider):
+            return []
+        vendor = vendors[provider]
+        path = f"/{provider}/{{region}}{WIRE_PATHS[SPECS[provider].wire][1]}"
+
+        async def endpoint(request: Request) -> Response:
+            return await _vendor_request(state, vendor, request)
+
+        return [Route(path, endpoint, methods=["POST"], name=f"{provider}-regional")]
+
     async def set_behaviour(request: Request) -> Response:
         try:
             data = json.loads(await request.body())
@@ -1465,6 +1493,7 @@ def create_app(state: _State, vendors: dict[str, Vendor]) -> Starlette:
     return Starlette(
         routes=[
             *(route(provider) for provider in vendors),
+            *(r for provider in vendors for r in regional_routes(provider)),
             Route("/_fake/behaviour", set_behaviour, methods=["POST"]),
             Route("/_fake/behaviour", get_behaviour, methods=["GET"]),
             Route("/_fake/reset", reset, methods=["POST"]),

@@ -69,6 +69,9 @@ class LLMConfig(Base):
     model: Mapped[str] = mapped_column(String(100), nullable=False)
     temperature: Mapped[Decimal] = mapped_column(Numeric(3, 2), nullable=False)
     max_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+    # One of the catalogue's regions of the vendor (a DashScope key works only in its own);
+    # None: the vendor's default endpoint.
+    region: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow

@@ -42,6 +42,8 @@ class ChatRequest:
     messages: Sequence[ChatTurn]  # the context, oldest first, then the new user message
     temperature: float
     max_tokens: int
+    # The configuration's region (the catalogue's name): the registry picks the endpoint.
+    region: str | None = None
 
 
 # Why an answer ended, as the service reports it: "stop" (the model finished) or "length" (cut

@@ -334,6 +334,7 @@ async def prepare(
         messages=[*context, ChatTurn("user", body.message)],
         temperature=float(config.temperature),
         max_tokens=config.max_tokens,
+        region=config.region,
     )
     return PreparedChat(adapter, request, api_key, config.model)
 
