@@ -23,7 +23,6 @@ from llm_service.errors import install_error_handlers
 from llm_service.jsonutil import JSONResponse
 from llm_service.metrics import Metrics, NullMetrics, known_models
 from llm_service.middleware import RequestContextMiddleware
-from llm_service.pricing import PricingTable
 from llm_service.providers.registry import ProviderRegistry, make_http_client, provider_ids
 from llm_service.runtime import Runtime
 from llm_service.security.crypto import Keyring
@@ -64,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         http = make_http_client(settings)
         try:
-            pricing = PricingTable.load(settings.pricing_file)
+            providers = ProviderRegistry(settings, http)  # a wrong catalogue stops start-up
             if settings.should_migrate_on_start:
                 await migrate.upgrade(engine, wait_s=settings.db_wait_s)
             assert settings.encryption_key
@@ -77,10 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.encryption_key, settings.encryption_keys_previous
                 ),
                 tokens=TokenDecoder(settings),
-                providers=ProviderRegistry(settings, http),
+                providers=providers,
                 limiter=RateLimiter(settings),
-                pricing=pricing,
-                metrics=Metrics(known_models(settings, pricing)) if settings.metrics_enabled
+                catalog=providers.catalog,
+                metrics=Metrics(known_models(settings, providers.catalog))
+                if settings.metrics_enabled
                 else NullMetrics(),
                 chat_slots=ConcurrencyCap(settings.max_concurrent_chats_per_user),
             )

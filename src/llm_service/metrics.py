@@ -3,8 +3,8 @@ token, `LLM_METRICS_TOKEN`). Each app has its own registry. When metrics are off
 takes every call and does nothing, so call sites never branch.
 
 Every label takes its value from a bounded set, so a client or a vendor cannot grow the registry
-without bound: the model is a known id (the pricing table's and the default models), its longest
-known prefix (`gpt-4o-2024-08-06` counts as `gpt-4o`, as its price does), else `other`; the method
+without bound: the model is a known id (the model catalogue's ids and aliases, and the default
+models), its longest known prefix (`gpt-4o-2024-08-06` counts as `gpt-4o`), else `other`; the method
 is a standard one, else `other`; the route is the matched route's template, else `unmatched`.
 """
 
@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from llm_service.pricing import PricingTable
+from llm_service.catalog import Catalog
 from llm_service.providers.registry import default_model, provider_ids
 from llm_service.settings import Settings
 
@@ -24,9 +24,9 @@ OTHER = "other"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def known_models(settings: Settings, pricing: PricingTable) -> dict[str, frozenset[str]]:
-    """Per provider, the model ids a metric label may name: the priced ones and the default."""
-    return {p: pricing.models(p) | {default_model(settings, p)} for p in provider_ids()}
+def known_models(settings: Settings, catalog: Catalog) -> dict[str, frozenset[str]]:
+    """Per provider, the model ids a metric label may name: the catalogue's and the default."""
+    return {p: catalog.names(p) | {default_model(settings, p)} for p in provider_ids()}
 
 
 def model_label(known: Iterable[str], model: str) -> str:

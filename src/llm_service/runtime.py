@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from llm_service.catalog import Catalog
 from llm_service.metrics import NullMetrics
-from llm_service.pricing import PricingTable
 from llm_service.providers.registry import ProviderRegistry
 from llm_service.security.crypto import Keyring
 from llm_service.security.jwt import TokenDecoder
@@ -25,6 +25,6 @@ class Runtime:
     tokens: TokenDecoder
     providers: ProviderRegistry
     limiter: RateLimiter
-    pricing: PricingTable
+    catalog: Catalog  # prices, defaults and request rules (the registry's adapters use it too)
     metrics: NullMetrics
     chat_slots: ConcurrencyCap

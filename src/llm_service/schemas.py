@@ -88,8 +88,13 @@ class ConfigIn(_In):
     max_tokens: MaxTokens = Field(  # type: ignore[assignment]
         None, alias="maxTokens", description="1-32000", json_schema_extra=_optional_not_null
     )
+    region: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")] = Field(  # type: ignore[assignment]
+        None, alias="region", json_schema_extra=_optional_not_null,
+        description="The vendor's region, from the model catalogue's list for the vendor "
+        "(DashScope: singapore, beijing, virginia, hongkong); a key works only in its own.",
+    )
 
-    @field_validator("api_key", "model", "temperature", "max_tokens", mode="before")
+    @field_validator("api_key", "model", "temperature", "max_tokens", "region", mode="before")
     @classmethod
     def _refuse_null(cls, value: Any) -> Any:
         # Runs only for fields present in the body: leaving a field out is fine, null is not.
@@ -203,7 +208,8 @@ class ChatOut(BaseModel):
                            "history; null when it could not be stored (then `warning` says so).")
     costUsd: float | None = Field(
         examples=[0.00042],
-        description="The estimated cost from the pricing table; null when the model is unpriced.",
+        description="The estimated cost from the model catalogue (cached input at the cached "
+        "rate); null when the model is unpriced.",
     )
     warning: str | None = Field(
         None, description="Present once a monthly budget is 80% used, or when the answer could "
@@ -217,15 +223,29 @@ class ChatOut(BaseModel):
         None, description="True when the vendor gave no (or no usable) token counts and "
         "they were estimated.",
     )
+    finishReason: Literal["length"] | None = Field(
+        None, description='Present ("length") when the vendor cut the reply at maxTokens: the '
+        "widget can say it was cut short.",
+    )
 
     def body(self) -> dict[str, Any]:
         """The answer as sent (JSON route and the stream's `done`): the notes (`warning`,
-        `truncated`, `tokensEstimated`) only when they say something; `id` and `costUsd` always,
-        since their null means something."""
+        `truncated`, `tokensEstimated`, `finishReason`) only when they say something; `id` and
+        `costUsd` always, since their null means something."""
         return self.model_dump(exclude={name for name in _NOTES if getattr(self, name) is None})
 
 
-_NOTES = ("warning", "truncated", "tokensEstimated")
+class ModelStatusView(BaseModel):
+    status: Literal["deprecated", "retired"]
+    date: str | None = Field(
+        examples=["2027-01-14"],
+        description="The announced (deprecated) or past (retired) shutdown day; null when the "
+        "vendor gives none.")
+    replacement: str | None = Field(examples=["gpt-6.2-sol"],
+                                    description="The suggested current model.")
+
+
+_NOTES = ("warning", "truncated", "tokensEstimated", "finishReason")
 
 
 class ConfigView(BaseModel):
@@ -238,6 +258,10 @@ class ConfigView(BaseModel):
     )
     createdAt: datetime
     updatedAt: datetime
+    region: str | None = Field(None, description="Present when a region was chosen.")
+    modelStatus: ModelStatusView | None = Field(
+        None, description="Present only when the model is deprecated or retired (from the model "
+        "catalogue), so the settings page can suggest the replacement.")
 
 
 class ConfigsOut(BaseModel):

@@ -113,7 +113,8 @@ class Settings(BaseSettings):
         default_factory=list, alias="LLM_ALLOWED_IMAGE_HOSTS"
     )
 
-    pricing_file: Path | None = Field(None, alias="LLM_PRICING_FILE")
+    # The dated model catalogue (prices, defaults, request rules); None: the packaged one.
+    model_catalog_file: Path | None = Field(None, alias="LLM_MODEL_CATALOG_FILE")
     metrics_enabled: bool = Field(False, alias="LLM_METRICS_ENABLED")
     metrics_token: str | None = Field(None, alias="LLM_METRICS_TOKEN")
     # Monthly budgets by role (0 = none): tokens and estimated USD.

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from llm_service.db.models import LLMConfig
-from tests.conftest import Api
+from llm_service.providers.registry import catalog_of
+from llm_service.settings import ConfigurationError, Settings
+from tests.conftest import Api, make_settings
+
+
+def load_settings_for(tmp_path: Path, catalogue: Path) -> Settings:
+    return make_settings(tmp_path, "sqlite+aiosqlite:///:memory:",
+                         LLM_MODEL_CATALOG_FILE=str(catalogue))
 
 KEY = "sk-proj-abcdefghijklmnop1234"
 
@@ -57,19 +67,41 @@ async def test_defaults_apply_when_only_the_key_is_given(api: Api) -> None:
     await save(api, {"apiKey": KEY}, provider="claude")
     view = (await configs_of(api))["claude"]
     assert (view["model"], view["temperature"], view["maxTokens"]) == (
-        "claude-sonnet-4-5-20250929", 0.7, 2048
+        "claude-sonnet-5-5", 0.7, 2048
     )
+    assert "modelStatus" not in view
 
 
 @pytest.mark.parametrize(
     ("provider", "model"),
-    [("openai", "gpt-4o"), ("gemini", "gemini-2.0-flash-exp"),
-     ("claude", "claude-sonnet-4-5-20250929"), ("qwen", "qwen-max"),
+    [("openai", "gpt-6.2-sol"), ("gemini", "gemini-3.8-flash"),
+     ("claude", "claude-sonnet-5-5"), ("qwen", "qwen4-max"),
      ("huggingface", "meta-llama/Llama-3.3-70B-Instruct")],
 )
-async def test_each_provider_gets_its_default_model(api: Api, provider: str, model: str) -> None:
+async def test_each_provider_gets_the_catalogues_current_default(
+    api: Api, provider: str, model: str
+) -> None:
     assert (await save(api, {"apiKey": KEY}, provider=provider)).status_code == 200
     assert (await configs_of(api))[provider]["model"] == model
+    assert api.runtime.catalog.default_model(provider) == model
+
+
+async def test_a_retired_model_shows_its_status_date_and_replacement(api: Api) -> None:
+    await save(api, {"apiKey": KEY, "model": "claude-sonnet-4-5-20250929"}, provider="claude")
+    await save(api, {"apiKey": KEY, "model": "gpt-6.2-sol"}, provider="openai")
+    views = await configs_of(api)
+    assert views["claude"]["modelStatus"] == {
+        "status": "retired", "date": "2026-11-30", "replacement": "claude-sonnet-5-5",
+    }
+    assert "modelStatus" not in views["openai"]
+
+
+async def test_a_deprecated_model_shows_its_announced_shutdown(api: Api) -> None:
+    await save(api, {"apiKey": KEY, "model": "gpt-4o"})
+    status = (await configs_of(api))["openai"]["modelStatus"]
+    assert (status["status"], status["date"]) == ("deprecated", "2027-01-14")
+    assert api.runtime.catalog.status("openai", status["replacement"],
+                                      api.runtime.catalog.date).status == "current"
 
 
 async def test_update_without_key_keeps_key_and_other_fields(api: Api) -> None:
@@ -241,3 +273,31 @@ async def test_checks_run_in_contract_order(api: Api) -> None:
     assert bad_provider.status_code == 404
     too_big = await api.client.post("/llm/config/openai", content=huge, headers=api.auth(1))
     assert too_big.status_code == 413
+
+
+async def test_an_operator_catalogue_sets_defaults_and_prices(
+    api: Api, make_api: Any, tmp_path: Path
+) -> None:
+    raw = json.loads(resources.files("llm_service").joinpath("data/models.json").read_text())
+    raw["vendors"]["openai"]["defaultModel"] = "gpt-6-sol"
+    path = tmp_path / "catalogue.json"
+    path.write_text(json.dumps(raw))
+    async with make_api(LLM_MODEL_CATALOG_FILE=str(path)) as own:
+        assert (await save(own, {"apiKey": KEY})).status_code == 200
+        assert (await configs_of(own))["openai"]["model"] == "gpt-6-sol"
+        assert own.runtime.catalog.default_model("openai") == "gpt-6-sol"
+
+
+async def test_the_default_model_setting_wins_over_the_catalogue(
+    api: Api, make_api: Any
+) -> None:
+    async with make_api(LLM_QWEN_DEFAULT_MODEL="qwen-plus") as own:
+        assert (await save(own, {"apiKey": KEY}, provider="qwen")).status_code == 200
+        assert (await configs_of(own))["qwen"]["model"] == "qwen-plus"
+
+
+def test_a_wrong_catalogue_file_stops_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.json"
+    path.write_text('{"date": "2026-12-01"}')
+    with pytest.raises(ConfigurationError, match=r"model catalogue .*catalogue.json is refused"):
+        catalog_of(load_settings_for(tmp_path, path))

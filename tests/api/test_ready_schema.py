@@ -32,10 +32,10 @@ async def own_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 async def test_ready_only_at_the_migration_head(own_database: Api) -> None:
     api = own_database
     engine = api.runtime.engine
-    assert migrate.head_revision() == "0004"
+    assert migrate.head_revision() == "0005"
     assert (await api.client.get("/health/ready")).status_code == 200
 
-    await migrate.downgrade(engine, "0003")
+    await migrate.downgrade(engine, "0004")
     behind = await api.client.get("/health/ready")
     assert behind.status_code == 503
     assert behind.json()["code"] == "unavailable" and behind.headers["Retry-After"] == "5"

@@ -178,7 +178,9 @@ async def test_huggingface_router(fake: FakeVendor, http: httpx2.AsyncClient) ->
     body = answer.json()
     assert body["object"] == "chat.completion"
     assert body["choices"][0]["message"]["content"] == reply("huggingface", model)
-    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}
+    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10,
+                             "prompt_tokens_details": {"cached_tokens": 0},
+                             "completion_tokens_details": {"reasoning_tokens": 0}}
 
     payload = {
         "model": model,
@@ -276,24 +278,24 @@ async def test_claude_stream_helper(fake: FakeVendor, http: httpx2.AsyncClient) 
 
 async def test_gemini_generate_content(fake: FakeVendor, gemini: genai.client.AsyncClient) -> None:
     result = await gemini.models.generate_content(
-        model="gemini-2.5-flash",
+        model="gemini-3.1-flash-lite",
         contents="hello there",
         config=genai_types.GenerateContentConfig(
             system_instruction="be brief", temperature=0.2, max_output_tokens=50
         ),
     )
-    assert result.text == reply("gemini", "gemini-2.5-flash")
+    assert result.text == reply("gemini", "gemini-3.1-flash-lite")
     assert result.candidates and result.candidates[0].finish_reason == "STOP"
     assert result.candidates[0].content and result.candidates[0].content.role == "model"
     usage = result.usage_metadata
     assert usage is not None
     assert (usage.prompt_token_count, usage.candidates_token_count) == (4, 6)
     assert usage.total_token_count == 10
-    assert result.model_version == "gemini-2.5-flash"
+    assert result.model_version == "gemini-3.1-flash-lite"
 
     record = last(fake, "gemini")
     # google-genai 3.6 defaults to API version v1 and joins it onto the base URL's path.
-    assert record.path == "/gemini/v1/models/gemini-2.5-flash:generateContent"
+    assert record.path == "/gemini/v1/models/gemini-3.1-flash-lite:generateContent"
     assert record.headers["x-goog-api-key"] == "g-key-1"
     assert record.body["contents"] == [{"role": "user", "parts": [{"text": "hello there"}]}]
     assert record.body["systemInstruction"]["parts"] == [{"text": "be brief"}]
@@ -310,20 +312,20 @@ async def test_gemini_stream_v1beta(fake: FakeVendor) -> None:
     )
     try:
         stream = await client.aio.models.generate_content_stream(
-            model="gemini-2.0-flash", contents="hello there"
+            model="gemini-3.1-flash-lite", contents="hello there"
         )
         chunks = [chunk async for chunk in stream]
     finally:
         await client.aio.aclose()
     assert len(chunks) == 4
-    assert "".join(c.text or "" for c in chunks) == reply("gemini", "gemini-2.0-flash")
+    assert "".join(c.text or "" for c in chunks) == reply("gemini", "gemini-3.1-flash-lite")
     assert all(c.usage_metadata is None for c in chunks[:-1])
     final = chunks[-1]
     assert final.usage_metadata is not None
     assert final.usage_metadata.candidates_token_count == 6
     assert final.candidates and final.candidates[0].finish_reason == "STOP"
     record = last(fake, "gemini")
-    assert record.path == "/gemini/v1beta/models/gemini-2.0-flash:streamGenerateContent"
+    assert record.path == "/gemini/v1beta/models/gemini-3.1-flash-lite:streamGenerateContent"
     assert record.query == {"alt": "sse"} and record.stream
 
 
@@ -586,7 +588,7 @@ async def test_gemini_errors(
 ) -> None:
     fake.set_behaviour(mode, provider="gemini")
     with pytest.raises(error) as caught:
-        await gemini.models.generate_content(model="gemini-2.5-flash", contents="hi")
+        await gemini.models.generate_content(model="gemini-3.1-flash-lite", contents="hi")
     exc = caught.value
     assert isinstance(exc, genai_errors.APIError)
     assert (exc.code, exc.status) == (code, status)
@@ -610,7 +612,7 @@ async def test_gemini_hang_is_a_raw_httpx2_timeout(fake: FakeVendor) -> None:
     )
     try:
         with pytest.raises(httpx2.TimeoutException):  # google-genai does not wrap timeouts
-            await client.aio.models.generate_content(model="gemini-2.5-flash", contents="hi")
+            await client.aio.models.generate_content(model="gemini-3.1-flash-lite", contents="hi")
     finally:
         await client.aio.aclose()
     await wait_for(lambda: last(fake, "gemini").disconnected_at is not None)
@@ -621,7 +623,7 @@ async def test_gemini_stream_error(fake: FakeVendor, gemini: genai.client.AsyncC
     texts: list[str] = []
     with pytest.raises(genai_errors.ServerError) as caught:
         async for chunk in await gemini.models.generate_content_stream(
-            model="gemini-2.5-flash", contents="hi"
+            model="gemini-3.1-flash-lite", contents="hi"
         ):
             texts.append(chunk.text or "")
     assert len(texts) == 2
@@ -632,7 +634,7 @@ async def test_gemini_malformed_stream(fake: FakeVendor, gemini: genai.client.As
     fake.set_behaviour("malformed", provider="gemini")
     with pytest.raises(genai_errors.UnknownApiResponseError):
         async for _ in await gemini.models.generate_content_stream(
-            model="gemini-2.5-flash", contents="hi"
+            model="gemini-3.1-flash-lite", contents="hi"
         ):
             pass
 
@@ -691,7 +693,7 @@ async def test_qwen_malformed(fake: FakeVendor, http: httpx2.AsyncClient) -> Non
         ("openai", "/chat/completions", "authorization", 401, 401),
         ("huggingface", "/chat/completions", "authorization", 401, 401),
         ("claude", "/v1/messages", "x-api-key", 401, 401),
-        ("gemini", "/v1/models/gemini-2.5-flash:generateContent", "x-goog-api-key", 403, 400),
+        ("gemini", "/v1/models/gemini-3.1-flash-lite:generateContent", "x-goog-api-key", 403, 400),
         ("qwen", QWEN_PATH, "authorization", 401, 401),
     ],
 )

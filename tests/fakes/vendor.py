@@ -79,6 +79,14 @@ wins over the global one; with ``times`` it applies to that many requests, then 
                     ``"end"`` ends the body properly but before the vendor's end marker
                     (``[DONE]``, ``message_stop``, a ``finishReason``, a DashScope
                     ``finish_reason``): a stream cut short.
+* ``billing``       the vendor's no-credit answer: OpenAI 429 ``insufficient_quota``, Claude
+                    402 ``billing_error``, DashScope 400 ``Arrearage``, Hugging Face 402,
+                    Gemini 429 ``RESOURCE_EXHAUSTED``.
+* ``blocked`` / ``refused`` / ``truncated`` / ``thinking`` / ``cached``: 200 answers that are not
+                    a plain reply (a blocked prompt or safety stop, a refusal, a reply cut at the
+                    limit, with ``empty`` nothing before it, reasoning tokens reported apart
+                    (``thinking_tokens``), input read from the cache (``cached_tokens``)), each
+                    in the vendor's own fields (see the vendor classes).
 * ``status``        the vendor's error answer for HTTP ``status`` (option, default 503): 403,
                     404, 429, 503 and Claude's 529 in each vendor's own shape (others as 500
                     is). ``retry_after=None`` leaves ``Retry-After`` out of a 429.
@@ -86,7 +94,15 @@ wins over the global one; with ``times`` it applies to that many requests, then 
 Checks run in this order: ``hang``; missing key (Gemini 403 ``PERMISSION_DENIED``, others 401);
 ``auth`` or a ``bad...`` key; ``rate_limit`` / ``server_error``; body validation (a vendor-shaped
 400 for e.g. missing ``model``/``messages``/``contents``, or Claude's ``max_tokens``);
-``bad_request``; then the answer (``ok``, ``malformed``, ``stream_error``). Where the real vendor
+``bad_request``; the strict rules (below); then the answer (``ok``, ``malformed``,
+``stream_error``).
+
+Strict rules (`Vendor.refuse`, from the packaged model catalogue; each cites its source where it
+is defined): every vendor refuses an id the catalogue lists as retired today (OpenAI, Claude,
+Gemini 404; DashScope and the Hugging Face router 400); OpenAI refuses a temperature other than 1
+(400 ``unsupported_value``) and ``max_tokens`` (400 ``unsupported_parameter``) on its reasoning
+models (o1/o3/o4, gpt-5*, gpt-6*); DashScope refuses a non-streaming call to a Qwen3 open model
+without ``enable_thinking: false`` (400 ``InvalidParameter``). Where the real vendor
 answers an unknown model with 404 (OpenAI, Claude, Gemini), this fake answers 400 on purpose.
 Claude errors carry a ``request-id`` header; Qwen and Claude bodies a request id.
 
@@ -120,6 +136,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import uvicorn
@@ -129,6 +146,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from llm_service.catalog import load_catalog
 from llm_service.providers.registry import VENDORS as SPECS
 
 HOST = "127.0.0.1"
@@ -144,7 +162,15 @@ MODES: tuple[str, ...] = (
     "oversized",
     "echo_key",
     "status",
+    "billing",
+    # Answers (HTTP 200) that are not a plain reply: see "Answer modes" in the docstring.
+    "blocked",
+    "refused",
+    "truncated",
+    "thinking",
+    "cached",
 )
+ANSWER_MODES = frozenset({"blocked", "refused", "truncated", "thinking", "cached"})
 # Per wire format: what follows /<id> in the base URL an SDK is given, and the vendor route.
 WIRE_PATHS: dict[str, tuple[str, str]] = {
     "openai": ("/v1", "/v1/chat/completions"),
@@ -161,6 +187,10 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "stream_error_style": None,  # None: the vendor's default ("event", or "close" for HF)
     "oversize_bytes": 9 * 1024 * 1024,  # just over the service's default answer cap (8 MiB)
     "status": 503,  # the HTTP status of mode "status"
+    "retry_header": True,  # False: a 429 without Retry-After (Gemini keeps its RetryInfo)
+    "empty": False,  # mode "truncated": the token limit was used up before any text
+    "thinking_tokens": 40,  # mode "thinking": reasoning tokens reported apart
+    "cached_tokens": 2,  # mode "cached": input tokens read from the vendor's cache (<= input)
 }
 BAD_KEY_PREFIX = "bad"
 MALFORMED_BODY = b'{"id": "fake-malformed", "choices": [{"message": '
@@ -172,7 +202,7 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
-    for name in ("pieces", "error_after", "oversize_bytes"):
+    for name in ("pieces", "error_after", "oversize_bytes", "thinking_tokens", "cached_tokens"):
         if name in options and (not isinstance(options[name], int) or options[name] < 0):
             raise ValueError(f"{name} must be a non-negative integer")
     if options.get("pieces") == 0:
@@ -358,18 +388,40 @@ class Chat:
     message_format: bool = True  # Qwen result_format == "message"
     sse: bool = True  # Gemini: alt=sse (otherwise a JSON array)
     request_id: str = ""
+    outcome: str = "ok"  # "ok" or an answer mode (blocked, refused, truncated, ...)
+    empty: bool = False  # truncated before any text
+    thinking_tokens: int = 0
+    cached_tokens: int = 0
 
     @property
     def reply(self) -> str:
-        return f"Echo from {self.provider} {self.model}: {self.last_user}"
+        """The text the answer carries: the echo; its first half when truncated (nothing when
+        `empty`); nothing when blocked or refused."""
+        echo = f"Echo from {self.provider} {self.model}: {self.last_user}"
+        if self.outcome in ("blocked", "refused") or (self.outcome == "truncated" and self.empty):
+            return ""
+        if self.outcome == "truncated":
+            words = echo.split(" ")
+            return " ".join(words[: max(1, len(words) // 2)])
+        return echo
 
     @property
     def input_tokens(self) -> int:
         return sum(_words(t) for t in self.texts)
 
     @property
+    def cached(self) -> int:
+        return min(self.cached_tokens, self.input_tokens) if self.outcome == "cached" else 0
+
+    @property
+    def thoughts(self) -> int:
+        return self.thinking_tokens if self.outcome == "thinking" else 0
+
+    @property
     def output_tokens(self) -> int:
-        return _words(self.reply)
+        """The answer's tokens, thinking included (every vendor bills it as output)."""
+        truncated_budget = 16 if self.outcome == "truncated" and self.empty else 0
+        return _words(self.reply) + self.thoughts + truncated_budget
 
 
 @dataclass
@@ -411,6 +463,28 @@ class Vendor:
     def ok_body(self, chat: Chat) -> Any:
         raise NotImplementedError
 
+    def key_region_matches(self, request: Request, key: str) -> bool:
+        """A key works only in its own region (DashScope answers another region's key 401
+        InvalidApiKey: https://www.alibabacloud.com/help/en/model-studio/regions). Here a key's
+        region is the catalogue's region name it contains (`sk-beijing-...`), else the default
+        one; the request's is the `/<region>` path segment, else the default one."""
+        catalog = load_catalog()
+        if not catalog.has_vendor(self.name) or not catalog.regions(self.name):
+            return True
+        regions = catalog.regions(self.name)
+        default = catalog.default_region(self.name)
+        home = next((r for r in regions if r in key), default)
+        return home == request.path_params.get("region", default)
+
+    def refuse(self, chat: Chat, body: Any) -> tuple[str, str] | None:
+        """What today's vendor refuses in a well-formed request, as (error kind, detail); None
+        when it accepts it. Every vendor refuses a model the catalogue lists as retired today
+        (its shutdown date has come): the id no longer exists."""
+        status = load_catalog().status(self.name, chat.model, datetime.now(UTC).date())
+        if status is not None and status.status == "retired":
+            return "retired", chat.model
+        return None
+
     def stream_plan(self, chat: Chat, parts: list[str]) -> StreamPlan:
         raise NotImplementedError
 
@@ -437,7 +511,7 @@ class Vendor:
         retry_after = options["retry_after"]
         message = template.format(detail=detail, retry_after=retry_after or 1)
         headers = self.error_headers(request_id)
-        if status == 429 and retry_after is not None:
+        if status == 429 and retry_after is not None and options.get("retry_header", True):
             headers["retry-after"] = str(retry_after)
         return status, self.error_body(kind, status, code, message, request_id), headers
 
@@ -491,6 +565,35 @@ class OpenAIVendor(Vendor):
             "The model `{detail}` does not exist or you do not have access to it.",
         ),
         "invalid": (400, "invalid_request_error", "{detail}"),
+        # No credit: a 429 that retrying does not fix
+        # (https://platform.openai.com/docs/guides/error-codes).
+        "billing": (
+            429,
+            "insufficient_quota",
+            "You exceeded your current quota, please check your plan and billing details.",
+        ),
+        # A retired id: 404 model_not_found (https://platform.openai.com/docs/guides/error-codes).
+        "retired": (
+            404,
+            "invalid_request_error",
+            "The model `{detail}` does not exist or you do not have access to it.",
+        ),
+        # Reasoning models take only the default temperature
+        # (https://developers.openai.com/api/docs/guides/reasoning; VENDORS.md 2026-12-01).
+        "temperature": (
+            400,
+            "invalid_request_error",
+            "Unsupported value: 'temperature' does not support {detail} with this model. Only "
+            "the default (1) value is supported.",
+        ),
+        # ... and refuse max_tokens (same guide; openai/types/chat/completion_create_params.py
+        # documents max_tokens as "not compatible with o-series models").
+        "max_tokens_field": (
+            400,
+            "invalid_request_error",
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+            "'max_completion_tokens' instead.",
+        ),
     }
     # https://platform.openai.com/docs/guides/error-codes
     status_errors: ClassVar[dict[int, tuple[str, str]]] = {
@@ -504,7 +607,31 @@ class OpenAIVendor(Vendor):
         "auth": "invalid_api_key",
         "rate_limit": "rate_limit_exceeded",
         "bad_request": "model_not_found",
+        "retired": "model_not_found",
+        "billing": "insufficient_quota",
+        "temperature": "unsupported_value",
+        "max_tokens_field": "unsupported_parameter",
     }
+    params: ClassVar[dict[str, str]] = {
+        "bad_request": "model", "retired": "model", "temperature": "temperature",
+        "max_tokens_field": "max_tokens",
+    }
+    # Whether the vendor enforces the reasoning-model rules (the Hugging Face router does not).
+    reasoning_rules: ClassVar[bool] = True
+
+    def refuse(self, chat: Chat, body: Any) -> tuple[str, str] | None:
+        refused = super().refuse(chat, body)
+        if refused is not None or not self.reasoning_rules:
+            return refused
+        caps = load_catalog().capabilities(self.name, chat.model)
+        if caps is None or caps.temperature:
+            return None
+        temperature = body.get("temperature")
+        if temperature is not None and temperature != 1:
+            return "temperature", str(temperature)
+        if "max_tokens" in body:
+            return "max_tokens_field", ""
+        return None
 
     def parse(self, request: Request, body: Any, request_id: str) -> Chat:
         model, messages = _openai_messages(body)
@@ -521,12 +648,23 @@ class OpenAIVendor(Vendor):
             request_id=request_id,
         )
 
-    def _usage(self, chat: Chat) -> dict[str, int]:
+    def _usage(self, chat: Chat) -> dict[str, Any]:
+        # completion_tokens includes reasoning_tokens; prompt_tokens includes cached_tokens
+        # (openai/types/completion_usage.py).
         return {
             "prompt_tokens": chat.input_tokens,
             "completion_tokens": chat.output_tokens,
             "total_tokens": chat.input_tokens + chat.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": chat.cached},
+            "completion_tokens_details": {"reasoning_tokens": chat.thoughts},
         }
+
+    REFUSAL = "I'm sorry, but I can't help with that."
+
+    @staticmethod
+    def _finish(chat: Chat) -> str:
+        # openai/types/chat/chat_completion.py: stop, length, content_filter, tool_calls.
+        return {"truncated": "length", "blocked": "content_filter"}.get(chat.outcome, "stop")
 
     def ok_body(self, chat: Chat) -> Any:
         return {
@@ -539,12 +677,12 @@ class OpenAIVendor(Vendor):
                     "index": 0,
                     "message": {
                         "role": "assistant",
-                        "content": chat.reply,
-                        "refusal": None,
+                        "content": None if chat.outcome in ("blocked", "refused") else chat.reply,
+                        "refusal": self.REFUSAL if chat.outcome == "refused" else None,
                         "annotations": [],
                     },
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": self._finish(chat),
                 }
             ],
             "usage": self._usage(chat),
@@ -570,13 +708,15 @@ class OpenAIVendor(Vendor):
         def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
             return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
 
-        tail = [chunk(choice({}, "stop"))]
+        tail = [chunk(choice({}, self._finish(chat)))]
+        if chat.outcome == "refused":
+            tail.insert(0, chunk(choice({"refusal": self.REFUSAL})))
         if chat.include_usage:
             tail.append(chunk([], self._usage(chat)))
         tail.append(b"data: [DONE]\n\n")
         return StreamPlan(
             head=[chunk(choice({"role": "assistant", "content": "", "refusal": None}))],
-            pieces=[chunk(choice({"content": part})) for part in parts],
+            pieces=[chunk(choice({"content": part})) for part in parts if part],
             tail=tail,
         )
 
@@ -585,7 +725,7 @@ class OpenAIVendor(Vendor):
             "error": {
                 "message": message,
                 "type": code,
-                "param": "model" if kind == "bad_request" else None,
+                "param": self.params.get(kind),
                 "code": self.codes.get(kind),
             }
         }
@@ -599,8 +739,29 @@ class HuggingFaceVendor(OpenAIVendor):
     """The Inference Providers router: OpenAI-compatible; errors in the OpenAI shape."""
 
     stream_error_style = "close"
+    reasoning_rules = False
+
+    def stream_error_frame(self, chat: Chat, seq: int) -> bytes:
+        # The router's mid-stream error is a chunk {"error": "...", "error_type": "..."}
+        # (VENDORS.md, checked 2026-12-01).
+        data = {"error": "Model is overloaded", "error_type": "overloaded"}
+        return f"data: {_dumps(data)}\n\n".encode()
     errors: ClassVar[dict[str, tuple[int, str, str]]] = {
         **OpenAIVendor.errors,
+        # Exhausted monthly credits: 402 (https://huggingface.co/docs/inference-providers/pricing).
+        "billing": (
+            402,
+            "invalid_request_error",
+            "You have exceeded your monthly included credits for Inference Providers. Subscribe "
+            "to PRO to get 20x more monthly included credits.",
+        ),
+        # The router answers a model no provider serves with 400
+        # (https://huggingface.co/docs/inference-providers/index).
+        "retired": (
+            400,
+            "invalid_request_error",
+            "The requested model '{detail}' is not supported by any provider you have enabled.",
+        ),
         "missing_key": (401, "invalid_request_error", "You must provide an access token."),
         "auth": (401, "invalid_request_error", "Invalid credentials in Authorization header"),
         "bad_request": (
@@ -624,6 +785,16 @@ class ClaudeVendor(Vendor):
         "server_error": (500, "api_error", "Internal server error"),
         "bad_request": (400, "invalid_request_error", "model: {detail} is not a valid model"),
         "invalid": (400, "invalid_request_error", "{detail}"),
+        # A model past its end of life: 404 not_found_error (https://docs.anthropic.com/en/api/
+        # errors; dates from anthropic/_data/deprecated_models.py).
+        "retired": (404, "not_found_error", "model: {detail}"),
+        # https://docs.anthropic.com/en/api/errors: 402 billing_error.
+        "billing": (
+            402,
+            "billing_error",
+            "Your credit balance is too low to access the Anthropic API. Please go to Plans & "
+            "Billing to upgrade or purchase credits.",
+        ),
     }
     # https://docs.anthropic.com/en/api/errors
     status_errors: ClassVar[dict[int, tuple[str, str]]] = {
@@ -671,12 +842,27 @@ class ClaudeVendor(Vendor):
             "content": content,
             "stop_reason": stop,
             "stop_sequence": None,
-            "usage": {"input_tokens": chat.input_tokens, "output_tokens": out},
+            "usage": self._usage(chat, out),
         }
 
+    @staticmethod
+    def _usage(chat: Chat, out: int) -> dict[str, int]:
+        # input_tokens excludes cache reads and writes (anthropic/types/usage.py); thinking is
+        # part of output_tokens.
+        return {"input_tokens": chat.input_tokens - chat.cached, "output_tokens": out,
+                "cache_read_input_tokens": chat.cached, "cache_creation_input_tokens": 0}
+
+    @staticmethod
+    def _stop(chat: Chat) -> str:
+        # anthropic/types/stop_reason.py: end_turn, max_tokens, stop_sequence, tool_use,
+        # pause_turn, refusal.
+        if chat.outcome in ("blocked", "refused"):
+            return "refusal"
+        return "max_tokens" if chat.outcome == "truncated" else "end_turn"
+
     def ok_body(self, chat: Chat) -> Any:
-        content = [{"type": "text", "text": chat.reply}]
-        return self._message(chat, content, "end_turn", chat.output_tokens)
+        content = [{"type": "text", "text": chat.reply}] if chat.reply else []
+        return self._message(chat, content, self._stop(chat), chat.output_tokens)
 
     @staticmethod
     def _event(name: str, **data: Any) -> bytes:
@@ -685,8 +871,8 @@ class ClaudeVendor(Vendor):
     def stream_plan(self, chat: Chat, parts: list[str]) -> StreamPlan:
         ev = self._event
         # message_delta usage is cumulative: the final output_tokens (and input_tokens).
-        usage = {"input_tokens": chat.input_tokens, "output_tokens": chat.output_tokens}
-        stop = {"stop_reason": "end_turn", "stop_sequence": None}
+        usage = self._usage(chat, chat.output_tokens)
+        stop = {"stop_reason": self._stop(chat), "stop_sequence": None}
         return StreamPlan(
             head=[
                 ev("message_start", message=self._message(chat, [], None, 1)),
@@ -695,7 +881,7 @@ class ClaudeVendor(Vendor):
             ],
             pieces=[
                 ev("content_block_delta", index=0, delta={"type": "text_delta", "text": part})
-                for part in parts
+                for part in parts if part
             ],
             tail=[
                 ev("content_block_stop", index=0),
@@ -749,6 +935,22 @@ class GeminiVendor(Vendor):
             "generateContent.",
         ),
         "invalid": (400, "INVALID_ARGUMENT", "{detail}"),
+        # A free tier used up: 429 RESOURCE_EXHAUSTED, a quota like any other
+        # (https://ai.google.dev/gemini-api/docs/rate-limits).
+        "billing": (
+            429,
+            "RESOURCE_EXHAUSTED",
+            "You exceeded your current quota, please check your plan and billing details.",
+        ),
+        # A shut-down model: 404 NOT_FOUND
+        # (https://ai.google.dev/gemini-api/docs/troubleshooting#error-codes).
+        "retired": (
+            404,
+            "NOT_FOUND",
+            "models/{detail} is not found for API version v1beta, or is not supported for "
+            "generateContent. Call ListModels to see the list of available models and their "
+            "supported methods.",
+        ),
     }
     # https://ai.google.dev/gemini-api/docs/troubleshooting#error-codes
     status_errors: ClassVar[dict[int, tuple[str, str]]] = {
@@ -796,17 +998,31 @@ class GeminiVendor(Vendor):
 
     def _chunk(self, chat: Chat, text: str, last: bool) -> dict[str, Any]:
         candidate: dict[str, Any] = {
-            "content": {"role": "model", "parts": [{"text": text}]},
+            "content": {"role": "model", "parts": [{"text": text}] if text else []},
             "index": 0,
         }
         data: dict[str, Any] = {"candidates": [candidate]}
+        if chat.outcome == "blocked":
+            # A blocked prompt: HTTP 200, no candidates, promptFeedback.blockReason
+            # (https://ai.google.dev/api/generate-content#v1beta.GenerateContentResponse).
+            data = {"promptFeedback": {"blockReason": "SAFETY"}}
         if last:
-            candidate["finishReason"] = "STOP"
+            # finishReason SAFETY: the answer was blocked; MAX_TOKENS: cut at the limit
+            # (google/genai/types.py FinishReason).
+            candidate["finishReason"] = {"refused": "SAFETY",
+                                         "truncated": "MAX_TOKENS"}.get(chat.outcome, "STOP")
+            # promptTokenCount includes cachedContentTokenCount; thoughtsTokenCount is billed
+            # as output beside candidatesTokenCount (GenerateContentResponseUsageMetadata).
+            answer = chat.output_tokens - chat.thoughts
             data["usageMetadata"] = {
                 "promptTokenCount": chat.input_tokens,
-                "candidatesTokenCount": chat.output_tokens,
+                "candidatesTokenCount": answer,
                 "totalTokenCount": chat.input_tokens + chat.output_tokens,
             }
+            if chat.thoughts:
+                data["usageMetadata"]["thoughtsTokenCount"] = chat.thoughts
+            if chat.cached:
+                data["usageMetadata"]["cachedContentTokenCount"] = chat.cached
         data["modelVersion"] = chat.model
         data["responseId"] = chat.request_id
         return data
@@ -817,6 +1033,7 @@ class GeminiVendor(Vendor):
         return self._chunk(chat, chat.reply, last=True)
 
     def stream_plan(self, chat: Chat, parts: list[str]) -> StreamPlan:
+        parts = [part for part in parts if part] or [""]
         frames = [
             f"data: {_dumps(self._chunk(chat, part, i == len(parts) - 1))}\n\n".encode()
             for i, part in enumerate(parts)
@@ -866,6 +1083,24 @@ class QwenVendor(Vendor):
         ),
         "bad_request": (400, "InvalidParameter", "Model not exist."),
         "invalid": (400, "InvalidParameter", "{detail}"),
+        # https://www.alibabacloud.com/help/en/model-studio/error-code: an unknown or withdrawn
+        # model is 400 InvalidParameter "Model not exist."
+        "retired": (400, "InvalidParameter", "Model not exist."),
+        # An overdue account: 400 Arrearage
+        # (https://www.alibabacloud.com/help/en/model-studio/error-code).
+        "billing": (400, "Arrearage",
+                    "Access denied, please make sure your account is in good standing."),
+        # Content moderation refuses the request: 400 DataInspectionFailed
+        # (https://www.alibabacloud.com/help/en/model-studio/error-code).
+        "moderated": (400, "DataInspectionFailed",
+                      "Input or output data may contain inappropriate content."),
+        # Qwen3 open models think by default and refuse a non-streaming call that does not
+        # turn thinking off (https://www.alibabacloud.com/help/en/model-studio/deep-thinking).
+        "thinking": (
+            400,
+            "InvalidParameter",
+            "parameter.enable_thinking must be set to false for non-streaming calls",
+        ),
     }
     # https://www.alibabacloud.com/help/en/model-studio/error-code
     status_errors: ClassVar[dict[int, tuple[str, str]]] = {
@@ -906,21 +1141,38 @@ class QwenVendor(Vendor):
             request_id=request_id,
         )
 
+    def refuse(self, chat: Chat, body: Any) -> tuple[str, str] | None:
+        refused = super().refuse(chat, body)
+        if refused is not None or chat.stream:
+            return refused
+        caps = load_catalog().capabilities(self.name, chat.model)
+        reasoning = caps.reasoning if caps is not None else None
+        thinks = reasoning is not None and reasoning.non_streaming_requires is False
+        if thinks and (body.get("parameters") or {}).get("enable_thinking") is not False:
+            return "thinking", ""
+        return None
+
     def _body(self, chat: Chat, text: str, finish: str, output_tokens: int) -> dict[str, Any]:
         if chat.message_format:
             choice = {"finish_reason": finish, "message": {"role": "assistant", "content": text}}
             output: dict[str, Any] = {"choices": [choice]}
         else:  # result_format "text"
             output = {"text": text, "finish_reason": finish}
-        usage = {
+        usage: dict[str, Any] = {
             "input_tokens": chat.input_tokens,
             "output_tokens": output_tokens,
             "total_tokens": chat.input_tokens + output_tokens,
         }
+        if chat.cached:  # DashScope's context cache: part of input_tokens
+            usage["prompt_tokens_details"] = {"cached_tokens": chat.cached}
         return {"output": output, "usage": usage, "request_id": chat.request_id}
 
+    @staticmethod
+    def _finish(chat: Chat) -> str:
+        return "length" if chat.outcome == "truncated" else "stop"
+
     def ok_body(self, chat: Chat) -> Any:
-        return self._body(chat, chat.reply, "stop", chat.output_tokens)
+        return self._body(chat, chat.reply, self._finish(chat), chat.output_tokens)
 
     @staticmethod
     def _frame(seq: int, event: str, status: int, data: str) -> bytes:
@@ -932,9 +1184,10 @@ class QwenVendor(Vendor):
             so_far += part
             # DashScope sends the *string* "null" while the answer is still growing; usage is
             # cumulative in every event.
-            finish = "stop" if i == len(parts) - 1 else "null"
+            finish = self._finish(chat) if i == len(parts) - 1 else "null"
             text = part if chat.incremental else so_far
-            body = self._body(chat, text, finish, _words(so_far))
+            out = chat.output_tokens if i == len(parts) - 1 else _words(so_far)
+            body = self._body(chat, text, finish, out)
             frames.append(self._frame(i + 1, "result", 200, _dumps(body)))
         return StreamPlan(head=[], pieces=frames, tail=[])
 
@@ -1124,6 +1377,12 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
 
     def fail(kind: str, detail: str = "") -> Response:
         status, err, headers = vendor.error(kind, detail, request_id, options)
+        if isinstance(vendor, QwenVendor) and record.stream:
+            # DashScope answers a streaming call's error as an SSE body
+            # (https://www.alibabacloud.com/help/en/model-studio/error-code).
+            raw = QwenVendor._frame(1, "error", status, _dumps(err))
+            headers = {**headers, "content-type": "text/event-stream;charset=UTF-8"}
+            return JSONBodyResponse(state, record, status, err, headers, raw=raw)
         return JSONBodyResponse(state, record, status, err, headers)
 
     if mode == "hang":
@@ -1131,10 +1390,11 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
     key = vendor.api_key(request)
     if not key:
         return fail("missing_key")
-    if mode == "auth" or key.startswith(BAD_KEY_PREFIX):
+    if mode == "auth" or key.startswith(BAD_KEY_PREFIX) or not vendor.key_region_matches(
+            request, key):
         masked = f"{key[:4]}{'*' * 8}{key[-4:]}" if len(key) > 8 else key
         return fail("auth", masked)
-    if mode in ("rate_limit", "server_error", "status"):
+    if mode in ("rate_limit", "server_error", "status", "billing"):
         return fail(mode)
     try:
         chat = vendor.parse(request, body, request_id)
@@ -1142,11 +1402,21 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
         return fail("invalid", str(exc))
     if mode == "bad_request":
         return fail("bad_request", chat.model)
+    refused = vendor.refuse(chat, body)
+    if refused is not None:
+        return fail(*refused)
     if mode == "echo_key":
         half = len(key) // 2
         echoed = base64.b64encode(key.encode()).decode()
         return fail("invalid", f"Key {key.upper()} ({echoed}) is not valid here: "
                                f"{key[:half]} {key[half:]}")
+    if mode in ANSWER_MODES:
+        if isinstance(vendor, QwenVendor) and mode in ("blocked", "refused"):
+            return fail("moderated")
+        chat = dataclasses.replace(
+            chat, outcome=mode, empty=bool(options["empty"]),
+            thinking_tokens=options["thinking_tokens"], cached_tokens=options["cached_tokens"],
+        )
     if mode == "oversized":
         chat = dataclasses.replace(chat, last_user=chat.last_user + "x" * options["oversize_bytes"])
     if not chat.stream or not chat.sse:
@@ -1182,6 +1452,20 @@ def create_app(state: _State, vendors: dict[str, Vendor]) -> Starlette:
 
         return Route(path, endpoint, methods=["POST"], name=provider)
 
+    def regional_routes(provider: str) -> list[Route]:
+        """A vendor with regions in the catalogue is also served under `/<id>/<region>` (the
+        service's convention behind a test double); a key works only in its own region."""
+        catalog = load_catalog()
+        if not catalog.has_vendor(provider) or not catalog.regions(provider):
+            return []
+        vendor = vendors[provider]
+        path = f"/{provider}/{{region}}{WIRE_PATHS[SPECS[provider].wire][1]}"
+
+        async def endpoint(request: Request) -> Response:
+            return await _vendor_request(state, vendor, request)
+
+        return [Route(path, endpoint, methods=["POST"], name=f"{provider}-regional")]
+
     async def set_behaviour(request: Request) -> Response:
         try:
             data = json.loads(await request.body())
@@ -1209,6 +1493,7 @@ def create_app(state: _State, vendors: dict[str, Vendor]) -> Starlette:
     return Starlette(
         routes=[
             *(route(provider) for provider in vendors),
+            *(r for provider in vendors for r in regional_routes(provider)),
             Route("/_fake/behaviour", set_behaviour, methods=["POST"]),
             Route("/_fake/behaviour", get_behaviour, methods=["GET"]),
             Route("/_fake/reset", reset, methods=["POST"]),

@@ -117,3 +117,58 @@ async def test_failure_becomes_its_kind(
         assert caught.value.detail is not None and row.detail in caught.value.detail
     assert KEY not in str(caught.value.detail)
     assert len(fake_vendor.requests_for(provider)) == 1  # no retry: the caller decides
+
+
+# No credit (issue 12 item 5): the same kinds as the vendor's status says, flagged `billing` so
+# the sentence says to add credit; never retried. Gemini's used-up free tier is a plain quota.
+BILLING = {"openai": (K.RATE_LIMITED, True), "huggingface": (K.BAD_REQUEST, True),
+           "claude": (K.BAD_REQUEST, True), "qwen": (K.BAD_REQUEST, True),
+           "gemini": (K.RATE_LIMITED, False)}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("provider", provider_ids())
+async def test_billing_failures_are_flagged_and_not_retried(
+    registry: ProviderRegistry, fake_vendor: FakeVendor, provider: str, path: str
+) -> None:
+    fake_vendor.reset()
+    fake_vendor.set_behaviour("billing", provider=provider)
+    with pytest.raises(ProviderError) as caught:
+        await PATHS[path](registry, provider)
+    assert (caught.value.kind, caught.value.billing) == BILLING[provider]
+    assert caught.value.detail  # the vendor's own sentence, read from its shape (SSE for Qwen)
+    assert len(fake_vendor.requests_for(provider)) == 1
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+async def test_gemini_retry_info_becomes_retry_after(
+    registry: ProviderRegistry, fake_vendor: FakeVendor, path: str
+) -> None:
+    fake_vendor.reset()
+    fake_vendor.set_behaviour("rate_limit", provider="gemini", retry_after=37, retry_header=False)
+    with pytest.raises(ProviderError) as caught:
+        await PATHS[path](registry, "gemini")
+    assert (caught.value.kind, caught.value.retry_after_s) == (K.RATE_LIMITED, 37)
+
+
+async def test_dashscope_reads_its_sse_error_body_on_a_streaming_call(
+    registry: ProviderRegistry, fake_vendor: FakeVendor
+) -> None:
+    fake_vendor.reset()
+    fake_vendor.set_behaviour("auth", provider="qwen")
+    with pytest.raises(ProviderError) as caught:
+        await _stream(registry, "qwen")
+    assert caught.value.kind is K.AUTH
+    assert caught.value.detail == "Invalid API-key provided."
+    record = fake_vendor.requests_for("qwen")[-1]
+    assert record.stream and record.status == 401
+
+
+async def test_hugging_face_error_chunks_are_read(
+    registry: ProviderRegistry, fake_vendor: FakeVendor
+) -> None:
+    fake_vendor.reset()
+    fake_vendor.set_behaviour("stream_error", provider="huggingface", stream_error_style="event")
+    with pytest.raises(ProviderError) as caught:
+        await _stream(registry, "huggingface")
+    assert (caught.value.kind, caught.value.detail) == (K.UPSTREAM, "Model is overloaded")

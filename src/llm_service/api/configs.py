@@ -29,9 +29,10 @@ router = APIRouter(prefix="/llm", tags=["configs"])
     response_model=None,
     responses={200: {"model": ConfigsOut}, **error_responses(401, 403, 503)},
 )
-async def list_configs(user: CurrentUser, session: SessionDep) -> JSONResponse:
+async def list_configs(user: CurrentUser, session: SessionDep, runtime: RuntimeDep) -> JSONResponse:
     rows = await configs.list_configs(session, user.user_id)
-    return JSONResponse({"configs": {row.provider: configs.config_view(row) for row in rows}})
+    return JSONResponse({"configs": {row.provider: configs.config_view(row, runtime.catalog)
+                                     for row in rows}})
 
 
 @router.post(

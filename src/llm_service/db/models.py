@@ -69,6 +69,9 @@ class LLMConfig(Base):
     model: Mapped[str] = mapped_column(String(100), nullable=False)
     temperature: Mapped[Decimal] = mapped_column(Numeric(3, 2), nullable=False)
     max_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+    # One of the catalogue's regions of the vendor (a DashScope key works only in its own);
+    # None: the vendor's default endpoint.
+    region: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
@@ -93,6 +96,10 @@ class ChatMessage(Base):
     input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 6), nullable=True)
+    # The part of input_tokens read from the vendor's cache (priced at the cached rate).
+    cached_input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # "length" when the vendor cut the reply at maxTokens; None when it finished.
+    finish_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class BudgetUsage(Base):

@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 import httpx2
 
+from llm_service.catalog import Capabilities, Catalog, load_catalog
+
 Role = Literal["user", "assistant"]
 
 
@@ -40,14 +42,23 @@ class ChatRequest:
     messages: Sequence[ChatTurn]  # the context, oldest first, then the new user message
     temperature: float
     max_tokens: int
+    # The configuration's region (the catalogue's name): the registry picks the endpoint.
+    region: str | None = None
+
+
+# Why an answer ended, as the service reports it: "stop" (the model finished) or "length" (cut
+# at maxTokens). A blocked or refused answer is not a Completion: it is `refused(...)`.
+FinishReason = Literal["stop", "length"]
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
     text: str
     model: str | None  # as the vendor reports it, when it does
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int  # every prompt token, cached ones included
+    output_tokens: int  # every billed output token, reasoning/thinking included
+    finish_reason: FinishReason = "stop"
+    cached_input_tokens: int = 0  # the part of input_tokens read from the vendor's cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +76,8 @@ class StreamUsage:
     model: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    finish_reason: FinishReason | None = None
+    cached_input_tokens: int | None = None
 
 
 StreamEvent = StreamDelta | StreamUsage
@@ -77,6 +90,8 @@ class FailureKind(StrEnum):
     UPSTREAM = "upstream"  # vendor 5xx or a connection failure: worth a retry
     MALFORMED = "malformed"  # an answer we cannot read: not retried
     TIMEOUT = "timeout"
+    REFUSED = "refused"  # the vendor declined to answer (blocked prompt, safety, refusal)
+    EMPTY = "empty"  # the token limit was used up (by thinking) before any text
 
 
 class ProviderError(Exception):
@@ -89,12 +104,17 @@ class ProviderError(Exception):
         status: int | None = None,
         detail: str | None = None,
         retry_after_s: int | None = None,
+        billing: bool = False,
     ) -> None:
         super().__init__(f"{kind}: status {status}")
         self.kind = kind
         self.status = status
         self.detail = detail
         self.retry_after_s = retry_after_s
+        # The account has no credit or its plan does not cover the call (OpenAI
+        # insufficient_quota, Anthropic billing_error, DashScope Arrearage, Hugging Face 402):
+        # retrying or fixing the model does not help; adding credit does.
+        self.billing = billing
 
     @property
     def retryable(self) -> bool:
@@ -121,7 +141,8 @@ class VendorSpec:
     display_name: str  # the vendor's name in sentences: "OpenAI", "Anthropic Claude", ...
     default_base_url: str
     default_model: str
-    adapter: Callable[[VendorSpec, httpx2.AsyncClient, float], Provider]
+    # Called as adapter(spec, http, timeout_s, catalog) by the registry.
+    adapter: Callable[..., Provider]
     wire: Literal["openai", "claude", "gemini", "qwen"]
     options: Mapping[str, Any] = field(default_factory=dict)
     order: int = 100  # where it is listed to people (lowest first)
@@ -131,10 +152,43 @@ class Provider(ABC):
     """One vendor: `complete` returns the whole answer, `stream` yields it as it is written.
     Made once per vendor at start-up from its spec; holds no per-user state."""
 
-    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float) -> None:
+    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float,
+                 catalog: Catalog | None = None) -> None:
         self.spec = spec
         self._http = http
         self._timeout_s = timeout_s
+        self.catalog = catalog if catalog is not None else load_catalog()
+
+    def capabilities(self, model: str) -> Capabilities | None:
+        """The catalogue's request rules for `model` (None: unknown, send the vendor's usual)."""
+        return self.catalog.capabilities(self.spec.id, model)
+
+    def takes_temperature(self, model: str) -> bool:
+        """False where the catalogue says the model refuses a temperature (OpenAI reasoning
+        models, Claude, Gemini 3.8); an id it does not know gets the temperature."""
+        caps = self.capabilities(model)
+        return caps is None or caps.temperature
+
+    def must_disable_thinking(self, model: str, *, stream: bool) -> bool:
+        """True for a non-streaming call to a model that refuses one while thinking (DashScope
+        Qwen3 open models: 400 InvalidParameter without `enable_thinking: false`)."""
+        caps = self.capabilities(model)
+        reasoning = caps.reasoning if caps is not None else None
+        return (not stream and reasoning is not None
+                and reasoning.control == "enable_thinking"
+                and reasoning.non_streaming_requires is False)
+
+    def thinking_budget(self, model: str, max_tokens: int) -> int | None:
+        """A thinking budget for a model whose thinking is a token budget inside the output limit
+        (Gemini 2.5 `thinkingBudget`): half of `max_tokens` (at least 128, the smallest budget
+        Gemini 2.5 Pro takes), so thinking cannot use the whole limit and leave an empty reply.
+        None for every other model."""
+        caps = self.capabilities(model)
+        if caps is None or caps.reasoning is None or caps.reasoning.control != "thinking_budget":
+            return None
+        if caps.token_limit_field != "maxOutputTokens":
+            return None  # Claude's budget_tokens is only sent when thinking is asked for
+        return max(128, max_tokens // 2)
 
     @property
     def id(self) -> str:
@@ -194,6 +248,23 @@ def stream_error_event(
     return ProviderError(kind, detail=scrub(detail, api_key))
 
 
+def refused(reason: str | None, api_key: str = "") -> ProviderError:
+    """The vendor answered but declined: a blocked prompt, a safety stop, a refusal. `reason`
+    is the vendor's own (a block reason, the refusal text)."""
+    return ProviderError(FailureKind.REFUSED, detail=scrub(reason, api_key))
+
+
+def empty_answer() -> ProviderError:
+    """The answer was cut at the token limit before any text (reasoning used it all)."""
+    return ProviderError(FailureKind.EMPTY)
+
+
+def checked_answer(text: str, finish_reason: FinishReason) -> None:
+    """Raise `empty_answer()` for a reply cut at the limit with no text: not a success."""
+    if finish_reason == "length" and not text.strip():
+        raise empty_answer()
+
+
 def kind_for_status(status: int) -> FailureKind:
     """The usual meaning of a vendor's HTTP status; adapters refine it where a vendor differs."""
     if status in (401, 403):
@@ -211,14 +282,19 @@ def status_failure(
     api_key: str,
     headers: Mapping[str, str] | httpx2.Headers | None,
     kind: FailureKind | None = None,
+    *,
+    billing: bool = False,
+    retry_after_s: int | None = None,
 ) -> ProviderError:
     """A vendor's HTTP error answer: its kind (by status, unless the vendor's own code says
-    more), its reason scrubbed of key material, and its Retry-After."""
+    more), its reason scrubbed of key material, and its Retry-After (the header, else the delay
+    the vendor gave in its body). HTTP 402 is always a billing failure."""
     return ProviderError(
         kind or kind_for_status(status),
         status=status,
         detail=scrub(detail, api_key),
-        retry_after_s=retry_after_seconds(headers),
+        retry_after_s=retry_after_seconds(headers) if retry_after_s is None else retry_after_s,
+        billing=billing or status == 402,
     )
 
 

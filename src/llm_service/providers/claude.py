@@ -20,6 +20,7 @@ import anthropic
 import httpx2
 from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
+from llm_service.catalog import Catalog
 from llm_service.jsonutil import dumps
 from llm_service.providers.base import (
     ChatRequest,
@@ -27,14 +28,18 @@ from llm_service.providers.base import (
     Completion,
     Credentials,
     FailureKind,
+    FinishReason,
     Provider,
     ProviderError,
     StreamDelta,
     StreamEvent,
     StreamUsage,
     VendorSpec,
+    checked_answer,
+    empty_answer,
     kind_for_status,
     merge_turns,
+    refused,
     sse_events,
     status_failure,
     stream_cut,
@@ -62,14 +67,29 @@ class _Block(BaseModel):
 
 
 class _Usage(BaseModel):
+    # input_tokens excludes cache reads and writes (anthropic/types/usage.py); output_tokens
+    # includes thinking.
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every prompt token, OpenAI's convention: new, cache reads and cache writes."""
+        return (self.input_tokens + (self.cache_read_input_tokens or 0)
+                + (self.cache_creation_input_tokens or 0))
+
+    @property
+    def cached(self) -> int:
+        return self.cache_read_input_tokens or 0
 
 
 class _Message(BaseModel):
     model: str | None = None
     content: list[_Block]
     usage: _Usage
+    stop_reason: str | None = None
 
 
 class _Error(BaseModel):
@@ -86,6 +106,19 @@ class _OutputUsage(BaseModel):
     output_tokens: int | None = None
 
 
+class _StopDelta(BaseModel):
+    stop_reason: str | None = None
+
+
+def _finish(stop_reason: str | None) -> FinishReason | None:
+    """anthropic/types/stop_reason.py: `refusal` is the model declining, `max_tokens` a cut."""
+    if stop_reason == "refusal":
+        raise refused("the model declined to answer (stop reason: refusal)")
+    if stop_reason == "max_tokens":
+        return "length"
+    return None if stop_reason is None else "stop"
+
+
 class _MessageStart(BaseModel):
     type: Literal["message_start"]
     message: _Message
@@ -99,6 +132,7 @@ class _BlockDelta(BaseModel):
 class _MessageDelta(BaseModel):
     type: Literal["message_delta"]
     usage: _OutputUsage = _OutputUsage()
+    delta: _StopDelta = _StopDelta()
 
 
 class _ErrorEvent(BaseModel):
@@ -148,8 +182,9 @@ def _claude_turns(request: ChatRequest) -> list[ChatTurn]:
 
 
 class ClaudeProvider(Provider):
-    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float) -> None:
-        super().__init__(spec, http, timeout_s)
+    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float,
+                 catalog: Catalog | None = None) -> None:
+        super().__init__(spec, http, timeout_s, catalog)
         self._client = anthropic.AsyncAnthropic(
             api_key="unset",
             base_url=spec.default_base_url,
@@ -169,7 +204,8 @@ class ClaudeProvider(Provider):
             if kind is FailureKind.BAD_REQUEST:  # Claude's own type says more than a 4xx
                 kind = _ERROR_KINDS.get(error.type, kind)
             raise status_failure(exc.status_code, error.message or exc.message, creds.api_key,
-                                 exc.response.headers, kind=kind) from None
+                                 exc.response.headers, kind=kind,
+                                 billing=error.type == "billing_error") from None
         except anthropic.APIConnectionError as exc:  # timeouts included
             raise transport_failure(exc) from None
         except httpx2.HTTPError as exc:  # a dropped stream comes through raw
@@ -200,14 +236,20 @@ class ClaudeProvider(Provider):
             answer = _Message.model_validate_json(response.content)
         except ValidationError:
             raise ProviderError(FailureKind.MALFORMED) from None
+        text = "".join(b.text or "" for b in answer.content if b.type == "text")
+        finish = _finish(answer.stop_reason) or "stop"
+        checked_answer(text, finish)
         return Completion(
-            text="".join(b.text or "" for b in answer.content if b.type == "text"),
+            text=text,
             model=answer.model,
-            input_tokens=answer.usage.input_tokens,
+            input_tokens=answer.usage.prompt_tokens,
             output_tokens=answer.usage.output_tokens,
+            finish_reason=finish,
+            cached_input_tokens=answer.usage.cached,
         )
 
     async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
+        wrote, finish = False, None
         with self._failures(creds):
             response = await self._post(request, creds, stream=True)
             try:
@@ -218,16 +260,22 @@ class ClaudeProvider(Provider):
                         raise unreadable_chunk() from None
                     if isinstance(event, _BlockDelta):
                         if event.delta.type == "text_delta" and event.delta.text:
+                            wrote = True
                             yield StreamDelta(event.delta.text)
                     elif isinstance(event, _MessageStart):
                         usage = event.message.usage
-                        yield StreamUsage(event.message.model, usage.input_tokens, None)
+                        yield StreamUsage(event.message.model, usage.prompt_tokens, None,
+                                          cached_input_tokens=usage.cached)
                     elif isinstance(event, _MessageDelta):
-                        yield StreamUsage(None, None, event.usage.output_tokens)
+                        finish = _finish(event.delta.stop_reason) or finish
+                        yield StreamUsage(None, None, event.usage.output_tokens,
+                                          finish_reason=finish)
                     elif isinstance(event, _ErrorEvent):
                         kind = _ERROR_KINDS.get(event.error.type, FailureKind.UPSTREAM)
                         raise stream_error_event(event.error.message, creds.api_key, kind)
                     elif event.type == "message_stop":
+                        if finish == "length" and not wrote:
+                            raise empty_answer()
                         return
             finally:
                 await response.aclose()
@@ -238,7 +286,7 @@ SPEC = VendorSpec(
     id="claude",
     display_name="Anthropic Claude",
     default_base_url="https://api.anthropic.com",
-    default_model="claude-sonnet-4-5-20250929",
+    default_model="claude-sonnet-5-5",
     adapter=ClaudeProvider,
     wire="claude",
     order=30,

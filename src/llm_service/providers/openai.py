@@ -24,14 +24,16 @@ from typing import Any
 import httpx2
 import openai
 
+from llm_service.catalog import Catalog
 from llm_service.jsonutil import dumps
 from llm_service.providers.base import Credentials, VendorSpec, transport_failure
 from llm_service.providers.openai_compat import OpenAICompatibleProvider, http_failure
 
 
 class OpenAIProvider(OpenAICompatibleProvider):
-    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float) -> None:
-        super().__init__(spec, http, timeout_s)
+    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float,
+                 catalog: Catalog | None = None) -> None:
+        super().__init__(spec, http, timeout_s, catalog)
         self._client = openai.AsyncOpenAI(
             api_key="unset",
             base_url=spec.default_base_url,
@@ -73,7 +75,7 @@ SPEC = VendorSpec(
     id="openai",
     display_name="OpenAI",
     default_base_url="https://api.openai.com/v1",
-    default_model="gpt-4o",
+    default_model="gpt-6.2-sol",
     adapter=OpenAIProvider,
     wire="openai",
     options={"max_tokens_field": "max_completion_tokens"},

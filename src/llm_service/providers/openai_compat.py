@@ -26,11 +26,15 @@ from llm_service.providers.base import (
     Completion,
     Credentials,
     FailureKind,
+    FinishReason,
     Provider,
     ProviderError,
     StreamDelta,
     StreamEvent,
     StreamUsage,
+    checked_answer,
+    empty_answer,
+    refused,
     sse_events,
     status_failure,
     stream_cut,
@@ -42,15 +46,28 @@ from llm_service.providers.base import (
 
 class _Message(BaseModel):
     content: str | None = None
+    refusal: str | None = None
 
 
 class _Choice(BaseModel):
     message: _Message
+    finish_reason: str | None = None
+
+
+class _PromptDetails(BaseModel):
+    cached_tokens: int | None = None
 
 
 class _Usage(BaseModel):
     prompt_tokens: int = 0
+    # Includes completion_tokens_details.reasoning_tokens (openai/types/completion_usage.py).
     completion_tokens: int = 0
+    prompt_tokens_details: _PromptDetails | None = None
+
+    @property
+    def cached(self) -> int:
+        details = self.prompt_tokens_details
+        return (details.cached_tokens or 0) if details else 0
 
 
 class _ChatCompletion(BaseModel):
@@ -61,10 +78,12 @@ class _ChatCompletion(BaseModel):
 
 class _Delta(BaseModel):
     content: str | None = None
+    refusal: str | None = None
 
 
 class _ChunkChoice(BaseModel):
     delta: _Delta
+    finish_reason: str | None = None
 
 
 class _Chunk(BaseModel):
@@ -80,14 +99,18 @@ def messages(turns: Sequence[ChatTurn]) -> list[dict[str, str]]:
 
 
 def request_body(
-    request: ChatRequest, max_tokens_field: str, *, stream: bool = False
+    request: ChatRequest, max_tokens_field: str, *, stream: bool = False,
+    temperature: bool = True,
 ) -> dict[str, Any]:
+    """The chat-completions body. `temperature=False` leaves it out: OpenAI's reasoning models
+    (o1/o3/o4, gpt-5*, gpt-6*) answer 400 `unsupported_value` to any temperature but 1."""
     body: dict[str, Any] = {
         "model": request.model,
         "messages": messages(request.messages),
-        "temperature": request.temperature,
         max_tokens_field: request.max_tokens,
     }
+    if temperature:
+        body["temperature"] = request.temperature
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -100,35 +123,58 @@ def _error_text(error: Any) -> str | None:
     return error if isinstance(error, str) else None
 
 
+def finish_reason(reason: str | None, refusal: str | None, api_key: str) -> FinishReason | None:
+    """The service's finish reason of an OpenAI-style choice, or `refused(...)` raised for a
+    refusal or a content-filter stop (openai/types/chat/chat_completion.py)."""
+    if refusal:
+        raise refused(refusal, api_key)
+    if reason == "content_filter":
+        raise refused("its content filter stopped the answer")
+    if reason == "length":
+        return "length"
+    return None if reason is None else "stop"
+
+
 def parse_chunk(data: str, api_key: str) -> list[StreamEvent]:
-    """The events of one `chat.completion.chunk` (usage comes in a last chunk without choices)."""
+    """The events of one `chat.completion.chunk` (usage comes in a last chunk without choices).
+    The Hugging Face router reports a failure mid-stream as a chunk `{"error", "error_type"}`."""
     try:
         chunk = _Chunk.model_validate_json(data)
     except ValidationError:
         raise unreadable_chunk() from None
     if chunk.error is not None:
         raise stream_error_event(_error_text(chunk.error), api_key)
-    events: list[StreamEvent] = [
-        StreamDelta(choice.delta.content) for choice in chunk.choices if choice.delta.content
-    ]
+    events: list[StreamEvent] = []
+    for choice in chunk.choices:
+        if choice.delta.content:
+            events.append(StreamDelta(choice.delta.content))
+        finish = finish_reason(choice.finish_reason, choice.delta.refusal, api_key)
+        if finish is not None:
+            events.append(StreamUsage(finish_reason=finish))
     if chunk.usage is not None:
         events.append(StreamUsage(chunk.model, chunk.usage.prompt_tokens,
-                                  chunk.usage.completion_tokens))
+                                  chunk.usage.completion_tokens,
+                                  cached_input_tokens=chunk.usage.cached))
     return events
 
 
-def parse_completion(raw: bytes) -> Completion:
+def parse_completion(raw: bytes, api_key: str = "") -> Completion:
     try:
         answer = _ChatCompletion.model_validate_json(raw)
-        text = answer.choices[0].message.content or ""
+        choice = answer.choices[0]
     except (ValidationError, IndexError):
         raise ProviderError(FailureKind.MALFORMED) from None
+    text = choice.message.content or ""
+    finish = finish_reason(choice.finish_reason, choice.message.refusal, api_key) or "stop"
+    checked_answer(text, finish)
     usage = answer.usage
     return Completion(
         text=text,
         model=answer.model,
         input_tokens=usage.prompt_tokens if usage else 0,
         output_tokens=usage.completion_tokens if usage else 0,
+        finish_reason=finish,
+        cached_input_tokens=usage.cached if usage else 0,
     )
 
 
@@ -141,13 +187,29 @@ def error_message(body: bytes) -> str | None:
     return _error_text(data.get("error")) if isinstance(data, dict) else None
 
 
+def _error_code(body: bytes) -> str | None:
+    try:
+        data: Any = loads(body)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return None
+    code = error.get("code") or error.get("type")
+    return code if isinstance(code, str) else None
+
+
 def http_failure(response: httpx2.Response, api_key: str) -> ProviderError:
-    """An OpenAI-style HTTP error answer (its body already read)."""
+    """An OpenAI-style HTTP error answer (its body already read). `insufficient_quota` (a 429
+    that retrying does not fix, https://platform.openai.com/docs/guides/error-codes) and HTTP
+    402 (the Hugging Face router's exhausted credits) are billing failures."""
     try:
         detail = error_message(response.content)
+        code = _error_code(response.content)
     except httpx2.ResponseNotRead:
-        detail = None
-    return status_failure(response.status_code, detail, api_key, response.headers)
+        detail, code = None, None
+    return status_failure(response.status_code, detail, api_key, response.headers,
+                          billing=code == "insufficient_quota")
 
 
 class OpenAICompatibleProvider(Provider):
@@ -155,9 +217,17 @@ class OpenAICompatibleProvider(Provider):
 
     path = "/chat/completions"
 
-    @property
-    def _max_tokens_field(self) -> str:
+    def _max_tokens_field(self, model: str) -> str:
+        """The catalogue's token-limit field for the model, else the spec's option."""
+        caps = self.capabilities(model)
+        if caps is not None and caps.token_limit_field in ("max_completion_tokens", "max_tokens"):
+            return caps.token_limit_field
         return str(self.spec.options.get("max_tokens_field", "max_tokens"))
+
+    def body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The request as this model accepts it (the catalogue's rules)."""
+        return request_body(request, self._max_tokens_field(request.model), stream=stream,
+                            temperature=self.takes_temperature(request.model))
 
     @contextmanager
     def _failures(self, creds: Credentials) -> Iterator[None]:
@@ -191,18 +261,24 @@ class OpenAICompatibleProvider(Provider):
             await response.aclose()
 
     async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
-        body = request_body(request, self._max_tokens_field)
+        body = self.body(request, stream=False)
         with self._failures(creds):
             async with self._send(body, creds, stream=False) as response:
-                return parse_completion(response.content)
+                return parse_completion(response.content, creds.api_key)
 
     async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
-        body = request_body(request, self._max_tokens_field, stream=True)
+        body = self.body(request, stream=True)
+        wrote, finish = False, None
         with self._failures(creds):
             async with self._send(body, creds, stream=True) as response:
                 async for _, data in sse_events(response):
                     if data.strip() == "[DONE]":
+                        if finish == "length" and not wrote:
+                            raise empty_answer()
                         return
                     for event in parse_chunk(data, creds.api_key):
+                        wrote = wrote or isinstance(event, StreamDelta)
+                        if isinstance(event, StreamUsage) and event.finish_reason:
+                            finish = event.finish_reason
                         yield event
         raise stream_cut()

@@ -22,12 +22,15 @@ from llm_service.providers.base import (
     Completion,
     Credentials,
     FailureKind,
+    FinishReason,
     Provider,
     ProviderError,
     StreamDelta,
     StreamEvent,
     StreamUsage,
     VendorSpec,
+    checked_answer,
+    empty_answer,
     sse_events,
     status_failure,
     stream_cut,
@@ -52,14 +55,28 @@ class _Choice(BaseModel):
     def finished(self) -> bool:
         return self.finish_reason not in (None, "", "null")
 
+    @property
+    def reason(self) -> FinishReason:
+        return "length" if self.finish_reason == "length" else "stop"
+
 
 class _Output(BaseModel):
     choices: list[_Choice]
 
 
+class _PromptDetails(BaseModel):
+    cached_tokens: int | None = None
+
+
 class _Usage(BaseModel):
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int = 0  # cached ones included
+    output_tokens: int = 0  # thinking included
+    prompt_tokens_details: _PromptDetails | None = None
+
+    @property
+    def cached(self) -> int:
+        details = self.prompt_tokens_details
+        return (details.cached_tokens or 0) if details else 0
 
 
 class _Generation(BaseModel):
@@ -67,18 +84,34 @@ class _Generation(BaseModel):
     usage: _Usage | None = None
 
 
-def _error_fields(body: bytes | str) -> tuple[FailureKind | None, str | None]:
-    """The kind its code names (None: go by the status) and the message of a DashScope error
-    body, `{"code", "message", "request_id"}`."""
+def _error_data(body: bytes | str) -> dict[str, object] | None:
+    """A DashScope error body, `{"code", "message", "request_id"}`: plain JSON, or on a
+    streaming call an SSE body whose `data:` line carries it (`event:error`)."""
     try:
         data = loads(body)
     except ValueError:
-        return None, None
-    if not isinstance(data, dict):
-        return None, None
+        text = body.decode(errors="replace") if isinstance(body, bytes) else body
+        lines = [line[5:] for line in text.splitlines() if line.startswith("data:")]
+        try:
+            data = loads("\n".join(lines)) if lines else None
+        except ValueError:
+            return None
+    return data if isinstance(data, dict) else None
+
+
+def _error_fields(body: bytes | str) -> tuple[FailureKind | None, str | None, bool]:
+    """The kind its code names (None: go by the status), the message, and whether it is a
+    billing failure (`Arrearage`: the account is overdue,
+    https://www.alibabacloud.com/help/en/model-studio/error-code)."""
+    data = _error_data(body)
+    if data is None:
+        return None, None, False
     message = data.get("message")
-    kind = FailureKind.AUTH if data.get("code") in _AUTH_CODES else None
-    return kind, message if isinstance(message, str) else None
+    code = data.get("code")
+    kind = FailureKind.AUTH if code in _AUTH_CODES else None
+    if code == "DataInspectionFailed":  # content moderation declined the request or answer
+        kind = FailureKind.REFUSED
+    return kind, message if isinstance(message, str) else None, code == "Arrearage"
 
 
 class QwenProvider(Provider):
@@ -97,7 +130,7 @@ class QwenProvider(Provider):
         if stream:
             headers |= {"Accept": "text/event-stream", "X-DashScope-SSE": "enable"}
         sent = self._http.build_request(
-            "POST", creds.base_url + PATH, content=dumps(_body(request, stream=stream)),
+            "POST", creds.base_url + PATH, content=dumps(self.body(request, stream=stream)),
             headers=headers,
         )
         response = await self._http.send(sent, stream=True)
@@ -105,9 +138,9 @@ class QwenProvider(Provider):
             if response.status_code >= 400 or not stream:
                 await response.aread()
             if response.status_code >= 400:
-                kind, message = _error_fields(response.content)
+                kind, message, billing = _error_fields(response.content)
                 raise status_failure(response.status_code, message, creds.api_key,
-                                     response.headers, kind=kind)
+                                     response.headers, kind=kind, billing=billing)
             yield response
         finally:
             await response.aclose()
@@ -118,21 +151,26 @@ class QwenProvider(Provider):
                 raw = response.content
         try:
             answer = _Generation.model_validate_json(raw)
-            return Completion(
-                text=answer.output.choices[0].message.content,
-                model=None,  # DashScope does not echo the model
-                input_tokens=answer.usage.input_tokens if answer.usage else 0,
-                output_tokens=answer.usage.output_tokens if answer.usage else 0,
-            )
+            choice = answer.output.choices[0]
         except (ValidationError, IndexError):
             raise ProviderError(FailureKind.MALFORMED) from None
+        checked_answer(choice.message.content, choice.reason)
+        return Completion(
+            text=choice.message.content,
+            model=None,  # DashScope does not echo the model
+            input_tokens=answer.usage.input_tokens if answer.usage else 0,
+            output_tokens=answer.usage.output_tokens if answer.usage else 0,
+            finish_reason=choice.reason,
+            cached_input_tokens=answer.usage.cached if answer.usage else 0,
+        )
 
     async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
+        wrote = False
         with self._failures(creds):
             async with self._send(request, creds, stream=True) as response:
                 async for event, data in sse_events(response):
                     if event == "error":  # the frame's body is DashScope's error body
-                        kind, message = _error_fields(data)
+                        kind, message, _ = _error_fields(data)
                         raise stream_error_event(message, creds.api_key,
                                                  kind or FailureKind.UPSTREAM)
                     try:
@@ -141,36 +179,50 @@ class QwenProvider(Provider):
                         raise unreadable_chunk() from None
                     for choice in piece.output.choices:
                         if choice.message.content:
+                            wrote = True
                             yield StreamDelta(choice.message.content)
-                    if piece.usage is not None:
-                        yield StreamUsage(None, piece.usage.input_tokens,
-                                          piece.usage.output_tokens)
-                    if any(choice.finished for choice in piece.output.choices):
+                    done = [c.reason for c in piece.output.choices if c.finished]
+                    if piece.usage is not None or done:
+                        usage = piece.usage
+                        yield StreamUsage(
+                            None, usage.input_tokens if usage else None,
+                            usage.output_tokens if usage else None,
+                            finish_reason=done[0] if done else None,
+                            cached_input_tokens=usage.cached if usage else None)
+                    if done:
+                        if done[0] == "length" and not wrote:
+                            raise empty_answer()
                         return
         raise stream_cut()
 
 
-def _body(request: ChatRequest, *, stream: bool) -> dict[str, object]:
-    parameters: dict[str, object] = {
-        "result_format": "message",
-        "temperature": request.temperature,
-        "max_tokens": request.max_tokens,
-    }
-    if stream:
-        # Without it every event repeats the whole answer so far.
-        parameters["incremental_output"] = True
-    return {
-        "model": request.model,
-        "input": {"messages": [{"role": t.role, "content": t.content} for t in request.messages]},
-        "parameters": parameters,
-    }
+    def body(self, request: ChatRequest, *, stream: bool) -> dict[str, object]:
+        """The request as this model accepts it (the catalogue's rules): Qwen3 open models think
+        by default and refuse a non-streaming call unless `enable_thinking` is false."""
+        parameters: dict[str, object] = {
+            "result_format": "message",
+            "max_tokens": request.max_tokens,
+        }
+        if self.takes_temperature(request.model):
+            parameters["temperature"] = request.temperature
+        if self.must_disable_thinking(request.model, stream=stream):
+            parameters["enable_thinking"] = False
+        if stream:
+            # Without it every event repeats the whole answer so far.
+            parameters["incremental_output"] = True
+        return {
+            "model": request.model,
+            "input": {"messages": [{"role": t.role, "content": t.content}
+                                   for t in request.messages]},
+            "parameters": parameters,
+        }
 
 
 SPEC = VendorSpec(
     id="qwen",
     display_name="Qwen (DashScope)",
     default_base_url="https://dashscope-intl.aliyuncs.com",
-    default_model="qwen-max",
+    default_model="qwen4-max",
     adapter=QwenProvider,
     wire="qwen",
     order=40,

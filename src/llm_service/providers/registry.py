@@ -17,6 +17,7 @@ import importlib
 import pkgutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -29,6 +30,7 @@ from tenacity import (
 )
 
 from llm_service import providers
+from llm_service.catalog import Catalog, load_catalog
 from llm_service.providers.base import (
     ChatRequest,
     Completion,
@@ -138,10 +140,21 @@ def base_url(settings: Settings, spec: VendorSpec) -> str:
     return (settings.vendor_setting(spec.id, "base_url") or spec.default_base_url).rstrip("/")
 
 
+def catalog_of(settings: Settings) -> Catalog:
+    """The model catalogue the settings name (`LLM_MODEL_CATALOG_FILE`, else the packaged one)."""
+    return load_catalog(settings.model_catalog_file)
+
+
 def default_model(settings: Settings, provider_id: str) -> str:
-    """The operator's `LLM_<VENDOR>_DEFAULT_MODEL`, else the spec's."""
-    return settings.vendor_setting(provider_id, "default_model") or \
-        VENDORS[provider_id].default_model
+    """The operator's `LLM_<VENDOR>_DEFAULT_MODEL`, else the catalogue's current default, else
+    (a vendor the catalogue does not list) the spec's."""
+    override = settings.vendor_setting(provider_id, "default_model")
+    if override:
+        return override
+    catalog = catalog_of(settings)
+    if catalog.has_vendor(provider_id):
+        return catalog.default_model(provider_id)
+    return VENDORS[provider_id].default_model
 
 
 def make_http_client(settings: Settings) -> httpx2.AsyncClient:
@@ -169,17 +182,38 @@ class ProviderRegistry:
 
     def __init__(self, settings: Settings, http: httpx2.AsyncClient) -> None:
         timeout = settings.upstream_timeout_s
-        self._adapters = {id_: spec.adapter(spec, http, timeout) for id_, spec in VENDORS.items()}
+        # The one place adapters get the catalogue their request rules come from.
+        self.catalog = catalog_of(settings)
+        self._adapters = {id_: spec.adapter(spec, http, timeout, self.catalog)
+                          for id_, spec in VENDORS.items()}
         self._base_urls = {id_: base_url(settings, spec) for id_, spec in VENDORS.items()}
+        self._overridden = {id_ for id_ in VENDORS if settings.vendor_setting(id_, "base_url")}
         self._timeout_s = timeout
         self._attempts = settings.upstream_max_retries + 1
 
     def __getitem__(self, provider_id: str) -> Provider:
         return self._adapters[provider_id]
 
-    def credentials(self, provider_id: str, api_key: str) -> Credentials:
-        """The user's key and the endpoint the operator set for the vendor."""
-        return Credentials(api_key=api_key, base_url=self._base_urls[provider_id])
+    def credentials(self, provider_id: str, api_key: str,
+                    region: str | None = None) -> Credentials:
+        """The user's key and the endpoint: the operator's (or the vendor's default) without a
+        region; with one, the catalogue's origin of that region plus the vendor's API path.
+        Behind an operator's `LLM_<VENDOR>_BASE_URL` (a proxy or test double) a region is
+        served under `/<region>` of it. A region the catalogue does not name is refused (the
+        saved configuration was checked; a catalogue changed since then lands here), so no
+        request leaves for an address the catalogue does not name."""
+        if region is None:
+            return Credentials(api_key=api_key, base_url=self._base_urls[provider_id])
+        origin = (self.catalog.region_url(provider_id, region)
+                  if self.catalog.has_vendor(provider_id) else None)
+        if origin is None:
+            raise ProviderError(FailureKind.BAD_REQUEST,
+                                detail=f"the region {region!r} is not one it offers")
+        if provider_id in self._overridden:
+            return Credentials(api_key=api_key,
+                               base_url=f"{self._base_urls[provider_id]}/{region}")
+        path = urlsplit(VENDORS[provider_id].default_base_url).path.rstrip("/")
+        return Credentials(api_key=api_key, base_url=origin + path)
 
     def _retrying(self) -> AsyncRetrying:
         return AsyncRetrying(
@@ -193,7 +227,7 @@ class ProviderRegistry:
 
     async def complete(self, provider_id: str, request: ChatRequest, api_key: str) -> Completion:
         adapter = self._adapters[provider_id]
-        creds = self.credentials(provider_id, api_key)
+        creds = self.credentials(provider_id, api_key, request.region)
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await self._retrying()(adapter.complete, request, creds)
@@ -207,7 +241,7 @@ class ProviderRegistry:
         `complete` (nothing has reached the client yet, so a retry is invisible). Returns the
         first event (None for an empty stream) and the open stream; the caller closes it."""
         adapter = self._adapters[provider_id]
-        creds = self.credentials(provider_id, api_key)
+        creds = self.credentials(provider_id, api_key, request.region)
 
         async def attempt() -> tuple[StreamEvent | None, AsyncIterator[StreamEvent]]:
             events = adapter.stream(request, creds)

@@ -163,6 +163,29 @@ def key_unreadable(name: str) -> ServiceError:
 def provider_failure(error: ProviderError, name: str, timeout_s: float) -> ServiceError:
     """A vendor failure as the contract's error, in a sentence for the person at the chat."""
     reason = f" ({name} said: {error.detail})" if error.detail else ""
+    if error.kind is FailureKind.REFUSED:
+        why = f": {error.detail}" if error.detail else ""
+        return ServiceError(
+            400,
+            "provider_refused",
+            f"{name} declined to answer this message{why}. Nothing was stored: rephrase the "
+            "message, or try another model.",
+        )
+    if error.kind is FailureKind.EMPTY:
+        return ServiceError(
+            400,
+            "provider_empty_answer",
+            f"{name} used the whole token limit (Max tokens) before writing any answer, most "
+            "likely thinking: raise Max tokens in the LLM settings and try again.",
+        )
+    if error.billing and error.kind in (FailureKind.RATE_LIMITED, FailureKind.BAD_REQUEST):
+        rate_limited = error.kind is FailureKind.RATE_LIMITED
+        return ServiceError(
+            429 if rate_limited else 400,
+            "provider_rate_limited" if rate_limited else "provider_bad_request",
+            f"{name} says the account behind your key has no credit left, or its plan does not "
+            f"cover this{reason}: add credit or check your plan with {name}, then try again.",
+        )
     if error.kind is FailureKind.AUTH:
         return ServiceError(
             400,
@@ -232,8 +255,13 @@ class Spend:
         self._reservation: budgets.Reservation | None = None
         self.warning: str | None = None
 
-    def cost(self, model: str, input_tokens: int, output_tokens: int) -> Decimal | None:
-        return self._runtime.pricing.cost(self._provider, model, input_tokens, output_tokens)
+    def cost(self, model: str, input_tokens: int, output_tokens: int,
+             cached_input_tokens: int | None = 0) -> Decimal | None:
+        """Priced from the catalogue; cached input tokens (part of `input_tokens`) at the
+        model's cached rate."""
+        cached = min(max(cached_input_tokens or 0, 0), input_tokens)
+        return self._runtime.catalog.cost(self._provider, model, input_tokens, output_tokens,
+                                          cached)
 
     async def reserve(self, request: ChatRequest) -> None:
         """Reserve the worst case, or raise 429 `budget_exceeded`."""
@@ -306,6 +334,7 @@ async def prepare(
         messages=[*context, ChatTurn("user", body.message)],
         temperature=float(config.temperature),
         max_tokens=config.max_tokens,
+        region=config.region,
     )
     return PreparedChat(adapter, request, api_key, config.model)
 
@@ -319,6 +348,8 @@ class VendorReply:
     model: object  # the vendor's figures, unchecked
     input_tokens: object
     output_tokens: object
+    cached_input_tokens: int | None = None  # part of input_tokens, priced at the cached rate
+    finish_reason: str | None = None
     interrupted: bool = False
     truncated: bool = False
 
@@ -368,7 +399,9 @@ class ChatCall:
         usage = checked_usage(reply.model, reply.input_tokens, reply.output_tokens,
                               request=prepared.request, reply=reply.text,
                               configured_model=prepared.configured_model)
-        cost = self.spend.cost(usage.model, usage.input_tokens, usage.output_tokens)
+        cached = min(max(reply.cached_input_tokens or 0, 0), usage.input_tokens)
+        cut_at_limit = reply.finish_reason == "length"  # the vendor stopped at maxTokens
+        cost = self.spend.cost(usage.model, usage.input_tokens, usage.output_tokens, cached)
         runtime.metrics.usage(self.provider, usage.model, usage.input_tokens,
                               usage.output_tokens, cost)
         message = sanitize(self.body.message, image_hosts=runtime.settings.allowed_image_hosts)
@@ -380,7 +413,9 @@ class ChatCall:
                     NewMessage("assistant", reply.shown, usage.output_tokens,
                                interrupted=reply.interrupted, tokens_estimated=usage.estimated,
                                model=usage.model, input_tokens=usage.input_tokens,
-                               output_tokens=usage.output_tokens, cost_usd=cost),
+                               output_tokens=usage.output_tokens, cost_usd=cost,
+                               cached_input_tokens=cached,
+                               finish_reason="length" if cut_at_limit else None),
                 ])
             finally:
                 await self.spend.settle(usage.tokens, cost)
@@ -394,6 +429,7 @@ class ChatCall:
             costUsd=float(cost) if cost is not None else None,
             tokensEstimated=True if usage.estimated else None,
             truncated=True if reply.truncated else None,
+            finishReason="length" if cut_at_limit else None,
             warning=join_warnings(NOT_STORED if reply_id is None else None,
                                   TRUNCATED.format(cap=self.reply_cap) if reply.truncated
                                   else None,
@@ -426,6 +462,8 @@ async def chat(
         model=completion.model,
         input_tokens=completion.input_tokens,
         output_tokens=completion.output_tokens,
+        cached_input_tokens=completion.cached_input_tokens,
+        finish_reason=completion.finish_reason,
         interrupted=len(completion.text) > len(text),
         truncated=len(completion.text) > len(text),
     ))

@@ -78,9 +78,12 @@ class _Usage:
     model: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    finish_reason: str | None = None
+    cached_input_tokens: int | None = None
 
     def merge(self, event: StreamEvent) -> None:
-        for name in ("model", "input_tokens", "output_tokens"):
+        for name in ("model", "input_tokens", "output_tokens", "finish_reason",
+                     "cached_input_tokens"):
             value = getattr(event, name)
             if value is not None:
                 setattr(self, name, value)
@@ -135,7 +138,10 @@ class ChatStream:
                 else:
                     error = self._call.failure(exc)
                 stored = True
-                await self._store_partial(request_id)
+                if exc.kind in (FailureKind.REFUSED, FailureKind.EMPTY):
+                    await self._call.spend.settle(0, None)  # declined or empty: nothing to keep
+                else:
+                    await self._store_partial(request_id)
                 yield sse("error", error_body(error, request_id))
                 return
             except Exception:
@@ -212,6 +218,8 @@ class ChatStream:
             model=self._usage.model,
             input_tokens=self._usage.input_tokens,
             output_tokens=self._usage.output_tokens,
+            cached_input_tokens=self._usage.cached_input_tokens,
+            finish_reason=self._usage.finish_reason,
             interrupted=interrupted,
             truncated=self._truncated,
         ))

@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from llm_service.catalog import Catalog
 from llm_service.db.models import LLMConfig, utcnow
 from llm_service.db.session import dialect_insert
 from llm_service.errors import ServiceError, validation_error
-from llm_service.providers.registry import default_model
+from llm_service.providers.registry import catalog_of, default_model
 from llm_service.schemas import ConfigIn
 from llm_service.security.crypto import Keyring, KeyUnreadable
 from llm_service.settings import Settings
@@ -49,7 +50,23 @@ def config_values(
         values["temperature"] = _temperature(given.temperature)
     if given.max_tokens is not None:
         values["max_tokens"] = given.max_tokens
+    if given.region is not None:
+        values["region"] = given.region
     return values
+
+
+def _check_region(settings: Settings, provider: str, region: str | None) -> None:
+    """A region must be one the catalogue lists for the vendor: never a free address."""
+    if region is None:
+        return
+    catalog = catalog_of(settings)
+    offered = sorted(catalog.regions(provider)) if catalog.has_vendor(provider) else []
+    if region not in offered:
+        where = f"one of {', '.join(offered)}" if offered else "left out: it has no regions"
+        raise validation_error([{
+            "loc": ("region",), "msg": f"{provider} region {region!r} is unknown; it must be "
+            f"{where}",
+        }])
 
 
 def _missing_api_key(provider: str) -> ServiceError:
@@ -73,6 +90,7 @@ async def save_config(
 
     Without an API key only an existing row can be updated; creating one needs the key.
     """
+    _check_region(settings, provider, given.region)
     values = config_values(keyring, user_id, provider, given)
     now = utcnow()
     if "api_key_encrypted" not in values:
@@ -110,13 +128,14 @@ async def list_configs(session: AsyncSession, user_id: int) -> list[LLMConfig]:
 
 # Built once: constructing a statement costs about as much as executing it.
 _CHAT_CONFIG = select(
-    LLMConfig.api_key_encrypted, LLMConfig.model, LLMConfig.temperature, LLMConfig.max_tokens
+    LLMConfig.api_key_encrypted, LLMConfig.model, LLMConfig.temperature, LLMConfig.max_tokens,
+    LLMConfig.region,
 ).where(LLMConfig.user_id == bindparam("user_id"), LLMConfig.provider == bindparam("provider"))
 
 
 async def chat_config(
     conn: AsyncConnection, user_id: int, provider: str
-) -> Row[tuple[str, str, Decimal, int]] | None:
+) -> Row[tuple[str, str, Decimal, int, str | None]] | None:
     """What a chat needs of the (user, provider) configuration, in one round trip."""
     result = await conn.execute(_CHAT_CONFIG, {"user_id": user_id, "provider": provider})
     return result.first()
@@ -130,8 +149,10 @@ async def delete_config(session: AsyncSession, user_id: int, provider: str) -> b
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def config_view(row: LLMConfig) -> dict[str, Any]:
-    return {
+def config_view(row: LLMConfig, catalog: Catalog | None = None) -> dict[str, Any]:
+    """A saved configuration as the settings page shows it; with the catalogue, a model that is
+    deprecated or retired today carries `modelStatus` (its date and suggested replacement)."""
+    view: dict[str, Any] = {
         "model": row.model,
         "temperature": float(row.temperature),
         "maxTokens": row.max_tokens,
@@ -139,6 +160,16 @@ def config_view(row: LLMConfig) -> dict[str, Any]:
         "createdAt": row.created_at,
         "updatedAt": row.updated_at,
     }
+    if row.region is not None:
+        view["region"] = row.region
+    status = catalog.status(row.provider, row.model, utcnow().date()) if catalog else None
+    if status is not None and status.status != "current":
+        view["modelStatus"] = {
+            "status": status.status,
+            "date": status.shutdown.isoformat() if status.shutdown else None,
+            "replacement": status.replacement,
+        }
+    return view
 
 
 @dataclass(frozen=True, slots=True)

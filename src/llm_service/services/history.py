@@ -30,6 +30,8 @@ class NewMessage:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost_usd: Decimal | None = None
+    cached_input_tokens: int | None = None
+    finish_reason: str | None = None  # "length": cut at maxTokens
 
 
 def _of(user_id: int, provider: str) -> tuple[Any, ...]:
@@ -102,7 +104,8 @@ async def store_messages(
              "tokens_used": m.tokens_used, "interrupted": m.interrupted,
              "tokens_estimated": m.tokens_estimated, "model": m.model,
              "input_tokens": m.input_tokens, "output_tokens": m.output_tokens,
-             "cost_usd": m.cost_usd, "created_at": now}
+             "cost_usd": m.cost_usd, "cached_input_tokens": m.cached_input_tokens,
+             "finish_reason": m.finish_reason, "created_at": now}
             for m in messages
         ],
     )
