@@ -229,6 +229,23 @@ class ChatOut(BaseModel):
     )
 
 
+class KeyCheckIn(_In):
+    """Body of POST /llm/config/{provider}/test: a key to check without saving it (else the
+    saved key is checked), and the region to check it in (else the saved one)."""
+
+    api_key: ApiKey = Field(None, alias="apiKey")  # type: ignore[assignment]
+    region: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")] | None = Field(
+        None, alias="region")
+
+
+class KeyCheckOut(BaseModel):
+    success: Literal[True] = True
+    result: Literal["ok", "key_rejected", "no_credit", "wrong_region", "unreachable"]
+    message: str = Field(examples=["OpenAI accepted the key: it lists 42 models."])
+    models: int | None = Field(None, description="On ok: how many models the key lists.")
+    region: str | None = Field(None, description="On wrong_region: the key's own region.")
+
+
 class ModelStatusView(BaseModel):
     status: Literal["deprecated", "retired"]
     date: str | None = Field(

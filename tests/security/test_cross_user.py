@@ -87,6 +87,7 @@ def steps_for(user: int) -> list[Step]:
             ("POST", "/llm/chat/{provider}", p, {"json": {"message": "hello?", "userId": OWNER}}),
             ("POST", "/llm/chat/{provider}/stream", p, {"json": {"message": "hello?"}}),
             ("DELETE", "/llm/config/{provider}", p, {}),
+            ("POST", "/llm/config/{provider}/test", p, {"json": {"userId": OWNER}}),
             ("DELETE", "/llm/history/{provider}", p, {"params": {"userId": OWNER}}),
             # An update of nothing: user 1's row with this provider must not be the one updated.
             ("POST", "/llm/config/{provider}", p,
@@ -95,6 +96,7 @@ def steps_for(user: int) -> list[Step]:
              {"json": {"apiKey": key_of(user, p), "userId": OWNER, "user_id": OWNER}}),
             ("POST", "/llm/config/{provider}", p, {"json": {"model": "own-model", "maxTokens": 5}}),
             ("POST", "/llm/config/{provider}", p, {"json": {"temperature": 9, "userId": OWNER}}),
+            ("POST", "/llm/config/{provider}/test", p, {"json": {"userId": OWNER}}),
             ("POST", "/llm/chat/{provider}", p, {"json": {"message": "my own question"}}),
             ("POST", "/llm/chat/{provider}/stream", p, {"json": {"message": "my own stream"}}),
             ("GET", "/llm/history/{provider}", p, {}),
@@ -205,10 +207,12 @@ async def test_another_user_sees_changes_and_learns_nothing_of_user_ones_rows(
         assert marker not in repr(intruder), marker
     for marker in ("OWNER", "owner"):  # user 1's keys, messages and model all carry one
         assert marker not in repr([(r.headers, r.body) for r in intruder_calls]), marker
-    assert len(intruder_calls) == 2 * len(PROVIDERS)  # one chat and one stream each
+    # One chat, one stream and one key check (a list-models call) each.
+    assert len(intruder_calls) == 3 * len(PROVIDERS)
     for record in intruder_calls:
         assert key_of(INTRUDER, record.provider) in repr(record.headers)
-        assert re.search(r"my own (question|stream)", repr(record.body))
+        if record.method == "POST":  # the key check's list-models call has no body
+            assert re.search(r"my own (question|stream)", repr(record.body))
 
     # User 1's rows are identical, and user 1 still sees exactly what it saw.
     assert await owner_rows(api) == before

@@ -17,8 +17,11 @@ from llm_service.api.deps import (
 from llm_service.api.responses import error_responses
 from llm_service.errors import ServiceError
 from llm_service.jsonutil import JSONResponse
-from llm_service.schemas import ConfigIn, ConfigsOut, MessageOut
+from llm_service.schemas import ConfigIn, ConfigsOut, KeyCheckIn, KeyCheckOut, MessageOut
+from llm_service.security.crypto import KeyUnreadable
 from llm_service.services import configs
+from llm_service.services.chat import key_unreadable, not_configured
+from llm_service.services.keycheck import check_key
 
 router = APIRouter(prefix="/llm", tags=["configs"])
 
@@ -79,3 +82,44 @@ async def delete_config(user: CurrentUser, provider: Provider, session: SessionD
             404, "not_configured", f"There is no {provider} configuration to delete."
         )
     return JSONResponse({"success": True, "message": "Configuration deleted"})
+
+
+@router.post(
+    "/config/{provider}/test",
+    summary="Check a key with the vendor (its list-models call), without changing anything",
+    description=(
+        "Checks `apiKey` from the body (not saved), else the saved key, in `region` (else the "
+        "saved one): `result` is ok, key_rejected, no_credit, wrong_region (with the key's "
+        "`region`) or unreachable, answered within 5 seconds. A failed check never changes "
+        "or deletes the saved key."
+    ),
+    response_model=None,
+    responses={200: {"model": KeyCheckOut}, **error_responses(400, 401, 403, 404, 413, 422,
+                                                               503)},
+    openapi_extra=body_openapi(KeyCheckIn),
+)
+async def test_key(
+    user: CurrentUser,
+    provider: Provider,
+    body: Annotated[KeyCheckIn, Depends(json_body(KeyCheckIn))],
+    runtime: RuntimeDep,
+) -> JSONResponse:
+    name = runtime.providers[provider].display_name
+    region = body.region
+    api_key = body.api_key
+    if api_key is None or region is None:
+        async with runtime.autocommit.connect() as conn:
+            saved = await configs.chat_config(conn, user.user_id, provider)
+        if saved is None and api_key is None:
+            raise not_configured(name)
+        if saved is not None:
+            region = region or saved.region
+            if api_key is None:
+                try:
+                    api_key = runtime.keyring.decrypt(
+                        saved.api_key_encrypted, user_id=user.user_id, provider=provider)
+                except KeyUnreadable:
+                    raise key_unreadable(name) from None
+    configs.check_region(runtime.settings, provider, region)
+    assert api_key is not None
+    return JSONResponse(await check_key(runtime, provider, api_key, region))
