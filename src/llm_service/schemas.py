@@ -246,6 +246,33 @@ class KeyCheckOut(BaseModel):
     region: str | None = Field(None, description="On wrong_region: the key's own region.")
 
 
+class ModelCapabilities(BaseModel):
+    temperature: bool
+    vision: bool
+    pdf: bool
+    reasoning: str | None = Field(description="How thinking is controlled, if it is.")
+
+
+class ModelView(BaseModel):
+    id: str = Field(examples=["gpt-6.2-sol"])
+    listed: bool = Field(description="False: the catalogue does not list it (family rules "
+                         "only, or nothing known).")
+    status: Literal["current", "deprecated", "retired"] | None = None
+    shutdown: str | None = None
+    replacement: str | None = None
+    input: float | None = Field(None, description="USD per 1M input tokens.")
+    output: float | None = Field(None, description="USD per 1M output tokens.")
+    cachedInput: float | None = Field(None, description="USD per 1M cached input tokens.")
+    contextWindow: int | None = None
+    maxOutput: int | None = None
+    capabilities: ModelCapabilities | None = None
+
+
+class ModelsOut(BaseModel):
+    source: Literal["vendor", "catalogue"]
+    models: list[ModelView]
+
+
 class ModelStatusView(BaseModel):
     status: Literal["deprecated", "retired"]
     date: str | None = Field(

@@ -97,6 +97,7 @@ def steps_for(user: int) -> list[Step]:
             ("POST", "/llm/config/{provider}", p, {"json": {"model": "own-model", "maxTokens": 5}}),
             ("POST", "/llm/config/{provider}", p, {"json": {"temperature": 9, "userId": OWNER}}),
             ("POST", "/llm/config/{provider}/test", p, {"json": {"userId": OWNER}}),
+            ("GET", "/llm/models/{provider}", p, {"params": {"userId": OWNER}}),
             ("POST", "/llm/chat/{provider}", p, {"json": {"message": "my own question"}}),
             ("POST", "/llm/chat/{provider}/stream", p, {"json": {"message": "my own stream"}}),
             ("GET", "/llm/history/{provider}", p, {}),
@@ -203,12 +204,16 @@ async def test_another_user_sees_changes_and_learns_nothing_of_user_ones_rows(
     assert statuses == {200, 400, 403, 404, 422}, statuses  # every kind of answer was reached
 
     # Nothing of user 1 in any answer to user 2, nor in what the vendor got for user 2.
+    # The model lists carry the public catalogue (whose prices may read "1.25"): the markers
+    # are looked for in every other answer.
+    private = [a for a in intruder if not a[0].startswith("GET /llm/models/")]
     for marker in ("OWNER", "owner", "1.25", "777"):
-        assert marker not in repr(intruder), marker
+        assert marker not in repr(private), marker
+    assert all("owner" not in a[3].lower() for a in intruder if a not in private)
     for marker in ("OWNER", "owner"):  # user 1's keys, messages and model all carry one
         assert marker not in repr([(r.headers, r.body) for r in intruder_calls]), marker
-    # One chat, one stream and one key check (a list-models call) each.
-    assert len(intruder_calls) == 3 * len(PROVIDERS)
+    # One chat, one stream, one key check and one model list (list-models calls) each.
+    assert len(intruder_calls) == 4 * len(PROVIDERS)
     for record in intruder_calls:
         assert key_of(INTRUDER, record.provider) in repr(record.headers)
         if record.method == "POST":  # the key check's list-models call has no body

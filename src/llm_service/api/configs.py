@@ -17,11 +17,19 @@ from llm_service.api.deps import (
 from llm_service.api.responses import error_responses
 from llm_service.errors import ServiceError
 from llm_service.jsonutil import JSONResponse
-from llm_service.schemas import ConfigIn, ConfigsOut, KeyCheckIn, KeyCheckOut, MessageOut
+from llm_service.schemas import (
+    ConfigIn,
+    ConfigsOut,
+    KeyCheckIn,
+    KeyCheckOut,
+    MessageOut,
+    ModelsOut,
+)
 from llm_service.security.crypto import KeyUnreadable
 from llm_service.services import configs
 from llm_service.services.chat import key_unreadable, not_configured
 from llm_service.services.keycheck import check_key
+from llm_service.services.models import catalogue_models, key_models
 
 router = APIRouter(prefix="/llm", tags=["configs"])
 
@@ -123,3 +131,32 @@ async def test_key(
     configs.check_region(runtime.settings, provider, region)
     assert api_key is not None
     return JSONResponse(await check_key(runtime, provider, api_key, region))
+
+
+@router.get(
+    "/models/{provider}",
+    summary="The models the user's key can call, with the catalogue's prices and status",
+    description=(
+        "With a saved key: the vendor's own list for it (cached a few minutes per user), each "
+        "joined with the model catalogue (`listed` false for an id the catalogue does not "
+        "know). Without one, or when the vendor cannot be asked: the catalogue's list, with "
+        "`source` saying which."
+    ),
+    response_model=None,
+    responses={200: {"model": ModelsOut}, **error_responses(401, 403, 404, 503)},
+)
+async def list_models(user: CurrentUser, provider: Provider, runtime: RuntimeDep) -> JSONResponse:
+    async with runtime.autocommit.connect() as conn:
+        saved = await configs.chat_config(conn, user.user_id, provider)
+    if saved is not None:
+        try:
+            api_key = runtime.keyring.decrypt(saved.api_key_encrypted, user_id=user.user_id,
+                                              provider=provider)
+        except KeyUnreadable:
+            api_key = None
+        if api_key is not None:
+            models = await key_models(runtime, user.user_id, provider, api_key, saved.region,
+                                      saved.api_key_encrypted[-16:])
+            if models is not None:
+                return JSONResponse({"source": "vendor", "models": models})
+    return JSONResponse({"source": "catalogue", "models": catalogue_models(runtime, provider)})
