@@ -100,3 +100,20 @@ async def test_nothing_to_check_is_not_configured(api: Api) -> None:
 async def test_an_unknown_region_is_refused(api: Api) -> None:
     response = await check(api, "qwen", {"apiKey": "sk-x-0123456789", "region": "mars"})
     assert response.status_code == 422
+
+
+async def test_verify_on_save_saves_only_a_key_that_passes(
+    api: Api, fake_vendor: FakeVendor
+) -> None:
+    refused = await api.client.post("/llm/config/openai?verify=true",
+                                    json={"apiKey": "bad-key-0123456789"}, headers=api.auth(1))
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "provider_key_check_failed"
+    assert "rejected the key" in refused.json()["error"]
+    assert await rows(api) == []
+    accepted = await api.client.post("/llm/config/openai?verify=true",
+                                     json={"apiKey": "sk-good-key-0123456789"},
+                                     headers=api.auth(1))
+    assert accepted.status_code == 200
+    assert [r[0] for r in await rows(api)] == ["openai"]
+    assert [r.method for r in fake_vendor.requests_for("openai")] == ["GET", "GET"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
@@ -54,10 +54,13 @@ async def list_configs(user: CurrentUser, session: SessionDep, runtime: RuntimeD
         "it, a provider not yet configured is 422 `validation_error` on `apiKey`); on an "
         "update, left-out "
         "fields keep their stored values. Defaults on creation: the provider's "
-        "default model, temperature 0.7, maxTokens 2048. `null` is refused."
+        "default model, temperature 0.7, maxTokens 2048. `null` is refused. With "
+        "`?verify=true` the key is checked with the vendor first (as `/test` does) and a "
+        "failed check is 400 `provider_key_check_failed`, nothing saved."
     ),
     response_model=None,
-    responses={200: {"model": MessageOut}, **error_responses(401, 403, 404, 413, 422, 503)},
+    responses={200: {"model": MessageOut}, **error_responses(400, 401, 403, 404, 413, 422,
+                                                               503)},
     openapi_extra=body_openapi(ConfigIn),
 )
 async def save_config(
@@ -66,7 +69,10 @@ async def save_config(
     body: Annotated[ConfigIn, Depends(json_body(ConfigIn))],
     runtime: RuntimeDep,
     session: SessionDep,
+    verify: bool = False,
 ) -> JSONResponse:
+    if verify:  # the key check first: a failed one saves nothing
+        await _verified(runtime, user.user_id, provider, body)
     await configs.save_config(
         session,
         runtime.keyring,
@@ -76,6 +82,31 @@ async def save_config(
         given=body,
     )
     return JSONResponse({"success": True, "message": "Configuration saved"})
+
+
+async def _verified(runtime: Any, user_id: int, provider: str, body: ConfigIn) -> None:
+    """`?verify=true`: the given key (else the saved one) must pass the key check in the given
+    (else the saved) region, or the save is 400 `provider_key_check_failed` with its sentence."""
+    name = runtime.providers[provider].display_name
+    api_key, region = body.api_key, body.region
+    if api_key is None or region is None:
+        async with runtime.autocommit.connect() as conn:
+            saved = await configs.chat_config(conn, user_id, provider)
+        if saved is not None:
+            region = region or saved.region
+            if api_key is None:
+                try:
+                    api_key = runtime.keyring.decrypt(saved.api_key_encrypted, user_id=user_id,
+                                                      provider=provider)
+                except KeyUnreadable:
+                    raise key_unreadable(name) from None
+    if api_key is None:
+        raise not_configured(name)
+    configs.check_region(runtime.settings, provider, region)
+    checked = await check_key(runtime, provider, api_key, region)
+    if checked["result"] != "ok":
+        raise ServiceError(400, "provider_key_check_failed",
+                           f"Not saved: {checked['message']}")
 
 
 @router.delete(
