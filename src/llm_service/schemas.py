@@ -235,6 +235,50 @@ class ChatOut(BaseModel):
         return self.model_dump(exclude={name for name in _NOTES if getattr(self, name) is None})
 
 
+class KeyCheckIn(_In):
+    """Body of POST /llm/config/{provider}/test: a key to check without saving it (else the
+    saved key is checked), and the region to check it in (else the saved one)."""
+
+    api_key: ApiKey = Field(None, alias="apiKey")  # type: ignore[assignment]
+    region: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")] | None = Field(
+        None, alias="region")
+
+
+class KeyCheckOut(BaseModel):
+    success: Literal[True] = True
+    result: Literal["ok", "key_rejected", "no_credit", "wrong_region", "unreachable"]
+    message: str = Field(examples=["OpenAI accepted the key: it lists 42 models."])
+    models: int | None = Field(None, description="On ok: how many models the key lists.")
+    region: str | None = Field(None, description="On wrong_region: the key's own region.")
+
+
+class ModelCapabilities(BaseModel):
+    temperature: bool
+    vision: bool
+    pdf: bool
+    reasoning: str | None = Field(description="How thinking is controlled, if it is.")
+
+
+class ModelView(BaseModel):
+    id: str = Field(examples=["gpt-6.2-sol"])
+    listed: bool = Field(description="False: the catalogue does not list it (family rules "
+                         "only, or nothing known).")
+    status: Literal["current", "deprecated", "retired"] | None = None
+    shutdown: str | None = None
+    replacement: str | None = None
+    input: float | None = Field(None, description="USD per 1M input tokens.")
+    output: float | None = Field(None, description="USD per 1M output tokens.")
+    cachedInput: float | None = Field(None, description="USD per 1M cached input tokens.")
+    contextWindow: int | None = None
+    maxOutput: int | None = None
+    capabilities: ModelCapabilities | None = None
+
+
+class ModelsOut(BaseModel):
+    source: Literal["vendor", "catalogue"]
+    models: list[ModelView]
+
+
 class ModelStatusView(BaseModel):
     status: Literal["deprecated", "retired"]
     date: str | None = Field(

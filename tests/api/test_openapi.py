@@ -36,7 +36,7 @@ async def test_config_body_is_documented_with_examples_and_bounds(api: Api) -> N
     assert body["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ConfigIn"}
     schema = spec["components"]["schemas"]["ConfigIn"]
-    assert set(schema["properties"]) == {"apiKey", "model", "temperature", "maxTokens"}
+    assert set(schema["properties"]) == {"apiKey", "model", "temperature", "maxTokens", "region"}
     assert schema["examples"][0]["model"] == "gpt-4o"
     assert schema["properties"]["maxTokens"]["maximum"] == 32000
     assert "null" not in str(schema["properties"])  # may be left out, never null

@@ -80,6 +80,9 @@ async def test_every_200_body_matches_its_declared_model(
         await call("POST", "/llm/config/{provider}", "/llm/config/openai", headers=me,
                    json={"apiKey": "sk-test-key-123456"})
         await call("GET", "/llm/configs", "/llm/configs", headers=me)
+        await call("GET", "/llm/models/{provider}", "/llm/models/openai", headers=me)
+        await call("POST", "/llm/config/{provider}/test", "/llm/config/openai/test", headers=me,
+                   json={})
         answer = await call("POST", "/llm/chat/{provider}", "/llm/chat/openai", headers=me,
                             json={"message": "hello"})
         assert ("warning" in answer) is False

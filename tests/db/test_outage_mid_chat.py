@@ -16,6 +16,7 @@ import httpx2
 import pytest
 
 from llm_service.app import create_app
+from llm_service.catalog import load_catalog
 from llm_service.db.models import utcnow
 from llm_service.providers.base import ChatRequest, Completion, StreamEvent
 from llm_service.runtime import Runtime
@@ -29,6 +30,9 @@ from tests.conftest import (
     vendor_settings,
 )
 from tests.fakes.vendor import FakeVendor
+
+# What a configuration saved without a model gets: the catalogue's current OpenAI default.
+DEFAULT = load_catalog().default_model("openai")
 
 pytestmark = pytest.mark.postgres
 
@@ -149,7 +153,7 @@ async def test_a_cut_after_the_vendor_answered_still_returns_the_answer_with_a_w
                                      headers=api.auth(1))
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["response"] == "Echo from openai gpt-4o: Hello there"
+    assert body["response"] == f"Echo from openai {DEFAULT}: Hello there"
     assert body["id"] is None
     assert "could not be saved" in body["warning"]
     monkeypatch.setattr(registry, "complete", real_complete)
@@ -190,7 +194,7 @@ async def test_a_cut_during_a_stream_still_ends_it_with_done_and_a_warning(
     assert response.status_code == 200
     assert kinds[-1] == "done" and "error" not in kinds
     done = events[-1][1]
-    assert done["response"] == "Echo from openai gpt-4o: Hi you"
+    assert done["response"] == f"Echo from openai {DEFAULT}: Hi you"
     assert "".join(d["text"] for n, d in events if n == "delta") == done["response"]
     assert done["id"] is None and "could not be saved" in done["warning"]
     monkeypatch.setattr(registry, "open_stream", real_open)

@@ -1436,6 +1436,58 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
     return StreamResponse(state, record, plan, options["delay"])
 
 
+# Each vendor's list-models endpoint (after /<id>) and its answer's shape, by wire format:
+# OpenAI GET /v1/models (https://platform.openai.com/docs/api-reference/models/list), Claude
+# GET /v1/models (https://docs.anthropic.com/en/api/models-list), Gemini GET /v1beta/models
+# (https://ai.google.dev/api/models#method:-models.list), DashScope's OpenAI-compatible GET
+# /compatible-mode/v1/models (https://www.alibabacloud.com/help/en/model-studio/compatibility-of-openai-with-dashscope).
+MODELS_PATHS: dict[str, str] = {
+    "openai": "/v1/models", "claude": "/v1/models", "gemini": "/{api_version}/models",
+    "qwen": "/compatible-mode/v1/models",
+}
+
+
+def models_answer(provider: str) -> Any:
+    catalog = load_catalog()
+    ids = ([m.id for m in catalog.models(provider) if m.status != "retired"]
+           if catalog.has_vendor(provider) else [SPECS[provider].default_model])
+    wire = SPECS[provider].wire
+    if wire == "gemini":
+        return {"models": [{"name": f"models/{i}", "displayName": i,
+                            "supportedGenerationMethods": ["generateContent"]} for i in ids]}
+    if wire == "claude":
+        return {"data": [{"id": i, "type": "model", "display_name": i} for i in ids],
+                "has_more": False, "first_id": ids[0], "last_id": ids[-1]}
+    return {"object": "list", "data": [{"id": i, "object": "model", "owned_by": provider}
+                                       for i in ids]}
+
+
+async def _models_request(state: _State, vendor: Vendor, request: Request) -> Response:
+    record = state.add(
+        provider=vendor.name, method=request.method, path=request.url.path,
+        query=dict(request.query_params),
+        headers={k.lower(): v for k, v in request.headers.items()}, body=None,
+        received_at=time.time(),
+    )
+    mode, options = state.choose(vendor.name)
+    state.update(record, mode=mode)
+    request_id = f"fake{record.seq:06d}"
+
+    def fail(kind: str, detail: str = "") -> Response:
+        status, err, headers = vendor.error(kind, detail, request_id, options)
+        return JSONBodyResponse(state, record, status, err, headers)
+
+    key = vendor.api_key(request)
+    if not key:
+        return fail("missing_key")
+    if mode == "auth" or key.startswith(BAD_KEY_PREFIX) or not vendor.key_region_matches(
+            request, key):
+        return fail("auth", key[:4])
+    if mode in ("rate_limit", "server_error", "status", "billing"):
+        return fail(mode)
+    return JSONBodyResponse(state, record, 200, models_answer(vendor.name))
+
+
 def _json(data: Any, status: int = 200) -> Response:
     return Response(_dumps(data), status, media_type="application/json")
 
@@ -1464,7 +1516,22 @@ def create_app(state: _State, vendors: dict[str, Vendor]) -> Starlette:
         async def endpoint(request: Request) -> Response:
             return await _vendor_request(state, vendor, request)
 
-        return [Route(path, endpoint, methods=["POST"], name=f"{provider}-regional")]
+        listing = f"/{provider}/{{region}}{MODELS_PATHS[SPECS[provider].wire]}"
+
+        async def models(request: Request) -> Response:
+            return await _models_request(state, vendor, request)
+
+        return [Route(path, endpoint, methods=["POST"], name=f"{provider}-regional"),
+                Route(listing, models, methods=["GET"], name=f"{provider}-regional-models")]
+
+    def models_route(provider: str) -> Route:
+        vendor = vendors[provider]
+
+        async def endpoint(request: Request) -> Response:
+            return await _models_request(state, vendor, request)
+
+        path = f"/{provider}{MODELS_PATHS[SPECS[provider].wire]}"
+        return Route(path, endpoint, methods=["GET"], name=f"{provider}-models")
 
     async def set_behaviour(request: Request) -> Response:
         try:
@@ -1493,6 +1560,7 @@ def create_app(state: _State, vendors: dict[str, Vendor]) -> Starlette:
     return Starlette(
         routes=[
             *(route(provider) for provider in vendors),
+            *(models_route(provider) for provider in vendors),
             *(r for provider in vendors for r in regional_routes(provider)),
             Route("/_fake/behaviour", set_behaviour, methods=["POST"]),
             Route("/_fake/behaviour", get_behaviour, methods=["GET"]),

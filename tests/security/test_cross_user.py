@@ -87,6 +87,7 @@ def steps_for(user: int) -> list[Step]:
             ("POST", "/llm/chat/{provider}", p, {"json": {"message": "hello?", "userId": OWNER}}),
             ("POST", "/llm/chat/{provider}/stream", p, {"json": {"message": "hello?"}}),
             ("DELETE", "/llm/config/{provider}", p, {}),
+            ("POST", "/llm/config/{provider}/test", p, {"json": {"userId": OWNER}}),
             ("DELETE", "/llm/history/{provider}", p, {"params": {"userId": OWNER}}),
             # An update of nothing: user 1's row with this provider must not be the one updated.
             ("POST", "/llm/config/{provider}", p,
@@ -95,6 +96,8 @@ def steps_for(user: int) -> list[Step]:
              {"json": {"apiKey": key_of(user, p), "userId": OWNER, "user_id": OWNER}}),
             ("POST", "/llm/config/{provider}", p, {"json": {"model": "own-model", "maxTokens": 5}}),
             ("POST", "/llm/config/{provider}", p, {"json": {"temperature": 9, "userId": OWNER}}),
+            ("POST", "/llm/config/{provider}/test", p, {"json": {"userId": OWNER}}),
+            ("GET", "/llm/models/{provider}", p, {"params": {"userId": OWNER}}),
             ("POST", "/llm/chat/{provider}", p, {"json": {"message": "my own question"}}),
             ("POST", "/llm/chat/{provider}/stream", p, {"json": {"message": "my own stream"}}),
             ("GET", "/llm/history/{provider}", p, {}),
@@ -201,14 +204,20 @@ async def test_another_user_sees_changes_and_learns_nothing_of_user_ones_rows(
     assert statuses == {200, 400, 403, 404, 422}, statuses  # every kind of answer was reached
 
     # Nothing of user 1 in any answer to user 2, nor in what the vendor got for user 2.
+    # The model lists carry the public catalogue (whose prices may read "1.25"): the markers
+    # are looked for in every other answer.
+    private = [a for a in intruder if not a[0].startswith("GET /llm/models/")]
     for marker in ("OWNER", "owner", "1.25", "777"):
-        assert marker not in repr(intruder), marker
+        assert marker not in repr(private), marker
+    assert all("owner" not in a[3].lower() for a in intruder if a not in private)
     for marker in ("OWNER", "owner"):  # user 1's keys, messages and model all carry one
         assert marker not in repr([(r.headers, r.body) for r in intruder_calls]), marker
-    assert len(intruder_calls) == 2 * len(PROVIDERS)  # one chat and one stream each
+    # One chat, one stream, one key check and one model list (list-models calls) each.
+    assert len(intruder_calls) == 4 * len(PROVIDERS)
     for record in intruder_calls:
         assert key_of(INTRUDER, record.provider) in repr(record.headers)
-        assert re.search(r"my own (question|stream)", repr(record.body))
+        if record.method == "POST":  # the key check's list-models call has no body
+            assert re.search(r"my own (question|stream)", repr(record.body))
 
     # User 1's rows are identical, and user 1 still sees exactly what it saw.
     assert await owner_rows(api) == before

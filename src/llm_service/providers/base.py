@@ -26,6 +26,7 @@ from typing import Any, Literal
 import httpx2
 
 from llm_service.catalog import Capabilities, Catalog, load_catalog
+from llm_service.jsonutil import loads
 
 Role = Literal["user", "assistant"]
 
@@ -159,6 +160,36 @@ class Provider(ABC):
         self._timeout_s = timeout_s
         self.catalog = catalog if catalog is not None else load_catalog()
 
+    # The vendor's list-models call, its cheapest authenticated one: (path after the base URL,
+    # extra headers), and how its answer lists ids. Subclasses set the path.
+    models_path: str = "/models"
+
+    def models_headers(self, creds: Credentials) -> dict[str, str]:
+        return {"Authorization": f"Bearer {creds.api_key}"}
+
+    @staticmethod
+    def model_ids(answer: Any) -> list[str]:
+        """Ids of an OpenAI-style list (`{"data": [{"id"}]}`); adapters override other shapes."""
+        items = answer.get("data") if isinstance(answer, dict) else None
+        return [i["id"] for i in items or ()
+                if isinstance(i, dict) and isinstance(i.get("id"), str)]
+
+    async def list_models(self, creds: Credentials) -> list[str]:
+        """The model ids the key may call (the vendor's list-models endpoint), or ProviderError
+        (AUTH for a rejected key, `billing` for no credit)."""
+        try:
+            response = await self._http.get(creds.base_url + self.models_path,
+                                             headers=self.models_headers(creds))
+            body = response.content
+        except httpx2.HTTPError as exc:
+            raise transport_failure(exc) from None
+        if response.status_code >= 400:
+            raise listing_failure(response.status_code, body, creds.api_key, response.headers)
+        try:
+            return self.model_ids(loads(body))
+        except ValueError:
+            raise ProviderError(FailureKind.MALFORMED) from None
+
     def capabilities(self, model: str) -> Capabilities | None:
         """The catalogue's request rules for `model` (None: unknown, send the vendor's usual)."""
         return self.catalog.capabilities(self.spec.id, model)
@@ -246,6 +277,25 @@ def stream_error_event(
 ) -> ProviderError:
     """An error the vendor sent inside a stream that had begun (HTTP 200)."""
     return ProviderError(kind, detail=scrub(detail, api_key))
+
+
+_BILLING_CODES = ("insufficient_quota", "billing_error", "Arrearage")
+
+
+def listing_failure(status: int, body: bytes, api_key: str,
+                    headers: Mapping[str, str] | httpx2.Headers | None) -> ProviderError:
+    """A list-models error answer, whatever the vendor's shape: its message, a rejected key
+    (also Gemini's 400 API_KEY_INVALID) and a billing failure read from the body."""
+    text = body.decode(errors="replace")
+    try:
+        data: Any = loads(body)
+    except ValueError:
+        data = None
+    error = data.get("error", data) if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error
+    kind = FailureKind.AUTH if "API_KEY_INVALID" in text else None
+    return status_failure(status, message if isinstance(message, str) else None, api_key,
+                          headers, kind=kind, billing=any(c in text for c in _BILLING_CODES))
 
 
 def refused(reason: str | None, api_key: str = "") -> ProviderError:

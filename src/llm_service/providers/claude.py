@@ -193,6 +193,11 @@ class ClaudeProvider(Provider):
             timeout=timeout_s,
         )
 
+    models_path = "/v1/models"  # {"data": [{"id", "type": "model"}]}
+
+    def models_headers(self, creds: Credentials) -> dict[str, str]:
+        return {"x-api-key": creds.api_key, "anthropic-version": "2023-06-01"}
+
     @contextmanager
     def _failures(self, creds: Credentials) -> Iterator[None]:
         """Every failure of either call path as a `ProviderError`."""

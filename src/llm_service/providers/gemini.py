@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx2
 from google import genai
@@ -84,6 +85,18 @@ class GeminiProvider(Provider):
                 httpx_async_client=http,
             ),
         )
+
+    models_path = "/v1beta/models"
+
+    def models_headers(self, creds: Credentials) -> dict[str, str]:
+        return {"x-goog-api-key": creds.api_key}
+
+    @staticmethod
+    def model_ids(answer: Any) -> list[str]:
+        """`{"models": [{"name": "models/gemini-3.8-flash"}]}`."""
+        items = answer.get("models") if isinstance(answer, dict) else None
+        return [i["name"].removeprefix("models/") for i in items or ()
+                if isinstance(i, dict) and isinstance(i.get("name"), str)]
 
     @contextmanager
     def _failures(self, creds: Credentials) -> Iterator[None]:

@@ -115,6 +115,8 @@ def _error_fields(body: bytes | str) -> tuple[FailureKind | None, str | None, bo
 
 
 class QwenProvider(Provider):
+    # DashScope's OpenAI-compatible model list (its native API has none).
+    models_path = "/compatible-mode/v1/models"
     @contextmanager
     def _failures(self, creds: Credentials) -> Iterator[None]:
         """Every failure below HTTP of either call path as a `ProviderError`."""

@@ -55,7 +55,7 @@ def config_values(
     return values
 
 
-def _check_region(settings: Settings, provider: str, region: str | None) -> None:
+def check_region(settings: Settings, provider: str, region: str | None) -> None:
     """A region must be one the catalogue lists for the vendor: never a free address."""
     if region is None:
         return
@@ -90,7 +90,7 @@ async def save_config(
 
     Without an API key only an existing row can be updated; creating one needs the key.
     """
-    _check_region(settings, provider, given.region)
+    check_region(settings, provider, given.region)
     values = config_values(keyring, user_id, provider, given)
     now = utcnow()
     if "api_key_encrypted" not in values:
