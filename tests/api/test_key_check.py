@@ -117,3 +117,16 @@ async def test_verify_on_save_saves_only_a_key_that_passes(
     assert accepted.status_code == 200
     assert [r[0] for r in await rows(api)] == ["openai"]
     assert [r.method for r in fake_vendor.requests_for("openai")] == ["GET", "GET"]
+
+
+@pytest.mark.parametrize("mode", ["hang", "server_error"])
+async def test_a_vendor_that_does_not_answer_is_unreachable_and_the_key_is_kept(
+    api: Api, fake_vendor: FakeVendor, mode: str
+) -> None:
+    await save(api, "openai", "sk-check-openai-0002")
+    before = await rows(api)
+    fake_vendor.set_behaviour(mode, provider="openai")
+    response = await check(api, "openai")
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == "unreachable"
+    assert await rows(api) == before

@@ -1477,6 +1477,8 @@ async def _models_request(state: _State, vendor: Vendor, request: Request) -> Re
         status, err, headers = vendor.error(kind, detail, request_id, options)
         return JSONBodyResponse(state, record, status, err, headers)
 
+    if mode == "hang":
+        return HangResponse(state, record, options["hang_seconds"], fail("server_error"))
     key = vendor.api_key(request)
     if not key:
         return fail("missing_key")
