@@ -29,6 +29,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from llm_service.catalog import Catalog
 from llm_service.security.jwt import issue_token
 from llm_service.settings import load_settings
 from tests.conftest import ON_CI, TEST_ENCRYPTION_KEY, TEST_JWT_SECRET
@@ -261,8 +262,8 @@ def test_listed_origin_saves_a_configuration_and_reads_a_streamed_chat(
     assert (result["status"], result["contentType"].split(";")[0], bool(result["requestId"])) == (
         200, "text/event-stream", True)
     assert (names.count("delta") > 1, names[-1]) == (True, "done")
-    assert '"response":"Echo from claude claude-sonnet-4-5-20250929: Hello from the browser"' in (
-        events[-1][1])
+    model = Catalog.load().default_model("claude")  # the fake echoes the configured model
+    assert f'"response":"Echo from claude {model}: Hello from the browser"' in events[-1][1]
 
 
 def test_unlisted_origin_is_refused_by_the_browser(

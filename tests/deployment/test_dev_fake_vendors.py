@@ -20,7 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from llm_service.catalog import Catalog
+
 ROOT = Path(__file__).resolve().parents[2]
+# bin/dev saves a key without a model: the fake echoes the catalogue's default.
+OPENAI_DEFAULT = Catalog.load().default_model("openai")
 STARTUP_TIMEOUT_S = 60
 
 
@@ -145,7 +149,7 @@ def test_printed_save_line_saves_a_fake_key(dev: DevRun) -> None:
 def test_printed_chat_line_gets_the_fake_vendors_answer(dev: DevRun) -> None:
     run_printed(dev, printed_curl(dev, "/llm/config/openai"))
     out = json.loads(run_printed(dev, printed_curl(dev, "/llm/chat/openai")))
-    assert out["response"] == "Echo from openai gpt-4o: Hello"
+    assert out["response"] == f"Echo from openai {OPENAI_DEFAULT}: Hello"
 
 
 def test_printed_stream_line_streams_deltas_then_done(dev: DevRun) -> None:
@@ -156,8 +160,8 @@ def test_printed_stream_line_streams_deltas_then_done(dev: DevRun) -> None:
     assert (names[-1], names.count("delta") > 1, deltas, events[-1][1]["response"]) == (
         "done",
         True,
-        "Echo from openai gpt-4o: Hello again",
-        "Echo from openai gpt-4o: Hello again",
+        f"Echo from openai {OPENAI_DEFAULT}: Hello again",
+        f"Echo from openai {OPENAI_DEFAULT}: Hello again",
     )
 
 
