@@ -17,7 +17,8 @@ import base64
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
@@ -228,6 +229,33 @@ class Provider(ABC):
     @property
     def display_name(self) -> str:
         return self.spec.display_name
+
+    @contextmanager
+    def _failures(self, creds: Credentials) -> Iterator[None]:
+        """Every failure of either call path as a `ProviderError`: below HTTP here; adapters on
+        an SDK add the SDK's errors."""
+        try:
+            yield
+        except httpx2.HTTPError as exc:
+            raise transport_failure(exc) from None
+
+    @asynccontextmanager
+    async def _post_on_pool(
+        self, url: str, body: bytes, headers: Mapping[str, str], *, stream: bool,
+        failure: Callable[[httpx2.Response], ProviderError],
+    ) -> AsyncIterator[httpx2.Response]:
+        """One POST over the shared httpx2 pool: the answer (its body unread when streaming),
+        or `failure(response)` raised for an HTTP error answer (its body read)."""
+        request = self._http.build_request("POST", url, content=body, headers=headers)
+        response = await self._http.send(request, stream=True)
+        try:
+            if response.status_code >= 400 or not stream:
+                await response.aread()
+            if response.status_code >= 400:
+                raise failure(response)
+            yield response
+        finally:
+            await response.aclose()
 
     @abstractmethod
     async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:

@@ -12,8 +12,8 @@ one place, `_failures`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
@@ -39,7 +39,6 @@ from llm_service.providers.base import (
     status_failure,
     stream_cut,
     stream_error_event,
-    transport_failure,
     unreadable_chunk,
 )
 
@@ -229,14 +228,6 @@ class OpenAICompatibleProvider(Provider):
         return request_body(request, self._max_tokens_field(request.model), stream=stream,
                             temperature=self.takes_temperature(request.model))
 
-    @contextmanager
-    def _failures(self, creds: Credentials) -> Iterator[None]:
-        """Every failure of either call path as a `ProviderError`."""
-        try:
-            yield
-        except httpx2.HTTPError as exc:
-            raise transport_failure(exc) from None
-
     @asynccontextmanager
     async def _send(
         self, body: dict[str, Any], creds: Credentials, *, stream: bool
@@ -246,19 +237,11 @@ class OpenAICompatibleProvider(Provider):
         headers = {"Authorization": f"Bearer {creds.api_key}", "Content-Type": "application/json"}
         if stream:
             headers["Accept"] = "text/event-stream"
-        request = self._http.build_request(
-            "POST", creds.base_url + self.path, content=dumps(body), headers=headers
-        )
-        response = await self._http.send(request, stream=True)
-        try:
-            if response.status_code >= 400:
-                await response.aread()
-                raise http_failure(response, creds.api_key)
-            if not stream:
-                await response.aread()
+        async with self._post_on_pool(
+            creds.base_url + self.path, dumps(body), headers, stream=stream,
+            failure=lambda response: http_failure(response, creds.api_key),
+        ) as response:
             yield response
-        finally:
-            await response.aclose()
 
     async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
         body = self.body(request, stream=False)

@@ -10,8 +10,8 @@ an `event:error` frame is the vendor's error inside the stream.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx2
 from pydantic import BaseModel, ValidationError
@@ -35,7 +35,6 @@ from llm_service.providers.base import (
     status_failure,
     stream_cut,
     stream_error_event,
-    transport_failure,
     unreadable_chunk,
 )
 
@@ -117,13 +116,6 @@ def _error_fields(body: bytes | str) -> tuple[FailureKind | None, str | None, bo
 class QwenProvider(Provider):
     # DashScope's OpenAI-compatible model list (its native API has none).
     models_path = "/compatible-mode/v1/models"
-    @contextmanager
-    def _failures(self, creds: Credentials) -> Iterator[None]:
-        """Every failure below HTTP of either call path as a `ProviderError`."""
-        try:
-            yield
-        except httpx2.HTTPError as exc:
-            raise transport_failure(exc) from None
 
     @asynccontextmanager
     async def _send(self, request: ChatRequest, creds: Credentials, *,
@@ -131,21 +123,17 @@ class QwenProvider(Provider):
         headers = {"Authorization": f"Bearer {creds.api_key}", "Content-Type": "application/json"}
         if stream:
             headers |= {"Accept": "text/event-stream", "X-DashScope-SSE": "enable"}
-        sent = self._http.build_request(
-            "POST", creds.base_url + PATH, content=dumps(self.body(request, stream=stream)),
-            headers=headers,
-        )
-        response = await self._http.send(sent, stream=True)
-        try:
-            if response.status_code >= 400 or not stream:
-                await response.aread()
-            if response.status_code >= 400:
-                kind, message, billing = _error_fields(response.content)
-                raise status_failure(response.status_code, message, creds.api_key,
-                                     response.headers, kind=kind, billing=billing)
+
+        def failure(response: httpx2.Response) -> ProviderError:
+            kind, message, billing = _error_fields(response.content)
+            return status_failure(response.status_code, message, creds.api_key,
+                                  response.headers, kind=kind, billing=billing)
+
+        async with self._post_on_pool(
+            creds.base_url + PATH, dumps(self.body(request, stream=stream)), headers,
+            stream=stream, failure=failure,
+        ) as response:
             yield response
-        finally:
-            await response.aclose()
 
     async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
         with self._failures(creds):
