@@ -148,6 +148,8 @@ async def test_openai_stream_with_usage(fake: FakeVendor, http: httpx2.AsyncClie
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (4, 6)
+    # The fake records the end of its response just after the client has read it all.
+    await wait_for(lambda: last(fake, "openai").finished_at is not None)
     record = last(fake, "openai")
     assert record.stream and record.finished_at is not None and record.disconnected_at is None
 
