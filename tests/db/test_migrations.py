@@ -71,7 +71,7 @@ async def test_upgrade_builds_the_plans_tables(engine: AsyncEngine) -> None:
     assert "ix_llm_chat_history_user_provider_created" in tables[  # type: ignore[operator]
         "llm_chat_history"]["indexes"]
     assert tables["llm_configs"]["foreign_keys"] == []  # type: ignore[index]
-    assert await migrate.current_revision(engine) == "0005"
+    assert await migrate.current_revision(engine) == "0006"
 
 
 async def test_downgrade_removes_everything_and_upgrade_again_works(engine: AsyncEngine) -> None:
@@ -86,7 +86,7 @@ async def test_downgrade_removes_everything_and_upgrade_again_works(engine: Asyn
 async def test_upgrade_twice_is_a_no_op(engine: AsyncEngine) -> None:
     await migrate.upgrade(engine)
     await migrate.upgrade(engine)
-    assert await migrate.current_revision(engine) == "0005"
+    assert await migrate.current_revision(engine) == "0006"
 
 
 async def test_defaults_of_the_plan_hold_in_the_database(engine: AsyncEngine) -> None:

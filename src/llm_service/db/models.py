@@ -72,6 +72,8 @@ class LLMConfig(Base):
     # One of the catalogue's regions of the vendor (a DashScope key works only in its own);
     # None: the vendor's default endpoint.
     region: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The default system prompt for this vendor (a conversation's own one wins); None: none.
+    system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow

@@ -46,6 +46,9 @@ class ChatRequest:
     max_tokens: int
     # The configuration's region (the catalogue's name): the registry picks the endpoint.
     region: str | None = None
+    # The one system prompt of the call, which each adapter puts in its vendor's native place;
+    # never a turn of `messages`.
+    system: str | None = None
 
 
 # Why an answer ended, as the service reports it: "stop" (the model finished) or "length" (cut
