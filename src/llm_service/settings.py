@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     context_messages: int = Field(20, alias="LLM_CONTEXT_MESSAGES", ge=0, le=100)
     max_message_chars: int = Field(32_000, alias="LLM_MAX_MESSAGE_CHARS", ge=1)
     max_history_items: int = Field(100, alias="LLM_MAX_HISTORY_ITEMS", ge=0)
+    # A system prompt's size (a provider's default, a conversation's own); longer is 422.
+    max_system_prompt_chars: int = Field(8_000, alias="LLM_MAX_SYSTEM_PROMPT_CHARS", ge=1,
+                                         le=200_000)
     # Hosts whose images a stored message or reply may show; any other image becomes a link.
     allowed_image_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="LLM_ALLOWED_IMAGE_HOSTS"
