@@ -157,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 3
     loop = "uvloop" if client_available("uvloop") else "asyncio"
-    http = os.environ.get("BENCH_PASSTHROUGH_HTTP") or ("httptools" if client_available("httptools") else "h11")
+    http = os.environ.get("BENCH_PASSTHROUGH_HTTP") or (
+        "httptools" if client_available("httptools") else "h11")
     config = uvicorn.Config(
         create_app(args.vendor, args.client),
         loop=loop,

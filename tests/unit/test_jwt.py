@@ -121,3 +121,39 @@ def test_issue_token_uses_the_configured_algorithm(tmp_path: Path) -> None:
     issued = issue_token(settings, user_id=3, role="STAFF", ttl_s=60)
     assert jwt.get_unverified_header(issued)["alg"] == "HS384"
     assert TokenDecoder(settings).decode(issued) == Principal(3, "STAFF")
+
+
+def test_a_remembered_token_is_refused_once_it_expires(tmp_path: Path) -> None:
+    strict = decoder(tmp_path, JWT_LEEWAY_S=0)
+    expires = int(time.time()) + 1
+    short = token({"user_id": 3, "exp": expires})
+    assert strict.decode(short).user_id == 3
+    assert strict.decode(short).user_id == 3  # answered from memory
+    time.sleep(max(0.0, expires - time.time()) + 0.05)  # PyJWT reads the real clock
+    with pytest.raises(InvalidToken):
+        strict.decode(short)
+    assert short not in strict._accepted
+
+
+def test_a_refused_token_is_not_remembered(tmp_path: Path) -> None:
+    decoding = decoder(tmp_path)
+    forged = jwt.encode({"user_id": 4, "exp": int(time.time()) + 60}, "another-secret-" * 3,
+                        algorithm="HS256")
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            decoding.decode(forged)
+    unknown = token({"user_id": 4, "role": "ROOT"})
+    for _ in range(2):
+        with pytest.raises(UnknownRole):
+            decoding.decode(unknown)
+
+
+def test_remembered_tokens_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llm_service.security import jwt as module
+
+    monkeypatch.setattr(module, "ACCEPTED_CACHE_SIZE", 3)
+    decoding = decoder(tmp_path)
+    tokens = [token({"user_id": n}) for n in range(1, 6)]
+    for item in tokens:
+        decoding.decode(item)
+    assert list(decoding._accepted) == tokens[2:]  # the oldest two forgotten

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from llm_service.catalog import Catalog
+from llm_service.db.driver import DriverQuery
 from llm_service.db.models import LLMConfig, utcnow
 from llm_service.db.session import dialect_insert
 from llm_service.errors import ServiceError, validation_error
@@ -128,20 +129,30 @@ async def list_configs(session: AsyncSession, user_id: int) -> list[LLMConfig]:
     return list(result)
 
 
-# Built once: constructing a statement costs about as much as executing it.
-_CHAT_CONFIG = select(
+class ChatConfig(NamedTuple):
+    """What a chat needs of the (user, provider) configuration."""
+
+    api_key_encrypted: str
+    model: str
+    temperature: Decimal
+    max_tokens: int
+    region: str | None
+    system_prompt: str | None
+
+
+# Built once (constructing a statement costs about as much as executing it); on the chat path,
+# so it runs on the driver (see `db.driver`).
+_CHAT_CONFIG = DriverQuery(select(
     LLMConfig.api_key_encrypted, LLMConfig.model, LLMConfig.temperature, LLMConfig.max_tokens,
     LLMConfig.region, LLMConfig.system_prompt,
-).where(LLMConfig.user_id == bindparam("user_id"), LLMConfig.provider == bindparam("provider"))
+).where(LLMConfig.user_id == bindparam("user_id"), LLMConfig.provider == bindparam("provider")))
 
 
-async def chat_config(
-    conn: AsyncConnection, user_id: int, provider: str
-) -> Row[tuple[str, str, Decimal, int, str | None, str | None]] | None:
+async def chat_config(conn: AsyncConnection, user_id: int, provider: str) -> ChatConfig | None:
     """What a chat needs of the (user, provider) configuration, in one round trip: the key,
     model, temperature, maxTokens, region and system prompt."""
-    result = await conn.execute(_CHAT_CONFIG, {"user_id": user_id, "provider": provider})
-    return result.first()
+    rows = await _CHAT_CONFIG.rows(conn, {"user_id": user_id, "provider": provider})
+    return ChatConfig(*rows[0]) if rows else None
 
 
 async def delete_config(session: AsyncSession, user_id: int, provider: str) -> bool:

@@ -12,9 +12,10 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from llm_service.db.driver import DriverInsert, DriverQuery
 from llm_service.db.models import ChatMessage, utcnow
 
 
@@ -63,27 +64,28 @@ async def page(
     return rows, int(total or 0)
 
 
-# The chat path's statements, built once (building one costs about as much as executing it).
-_RECENT_TURNS = (
+# The chat path's statements, built once (building one costs about as much as executing it)
+# and run on the driver (see `db.driver`).
+_RECENT_TURNS = DriverQuery(
     select(ChatMessage.role, ChatMessage.content)
     .where(ChatMessage.user_id == bindparam("user_id"),
            ChatMessage.provider == bindparam("provider"))
     .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
     .limit(bindparam("count"))
 )
-_INSERT_MESSAGES = insert(ChatMessage).returning(ChatMessage.id, sort_by_parameter_order=True)
+_INSERT_MESSAGES = DriverInsert(ChatMessage.__table__)  # type: ignore[arg-type]
 
 
 async def recent_turns(
     conn: AsyncConnection, user_id: int, provider: str, count: int
-) -> list[Row[tuple[str, str]]]:
+) -> list[tuple[str, str]]:
     """(role, content) of the newest `count` messages, oldest first: the context of a chat."""
     if count <= 0:
         return []
-    result = await conn.execute(
-        _RECENT_TURNS, {"user_id": user_id, "provider": provider, "count": count}
+    rows = await _RECENT_TURNS.rows(
+        conn, {"user_id": user_id, "provider": provider, "count": count}
     )
-    return list(result)[::-1]
+    return rows[::-1]  # type: ignore[return-value]
 
 
 async def clear(session: AsyncSession, user_id: int, provider: str) -> int:
@@ -97,8 +99,8 @@ async def store_messages(
     """Insert the messages in order with one statement (so they are stored together even on an
     autocommit connection) and return their ids in the same order."""
     now = utcnow()
-    result = await conn.execute(
-        _INSERT_MESSAGES,
+    return await _INSERT_MESSAGES.ids(
+        conn,
         [
             {"user_id": user_id, "provider": provider, "role": m.role, "content": m.content,
              "tokens_used": m.tokens_used, "interrupted": m.interrupted,
@@ -109,7 +111,6 @@ async def store_messages(
             for m in messages
         ],
     )
-    return list(result.scalars())
 
 
 def history_item(row: ChatMessage) -> dict[str, Any]:
