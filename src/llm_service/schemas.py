@@ -227,6 +227,11 @@ class ChatOut(BaseModel):
         None, description='Present ("length") when the vendor cut the reply at maxTokens: the '
         "widget can say it was cut short.",
     )
+    conversationId: int | None = Field(
+        None, examples=[12], description="Conversation routes only: the conversation.")
+    parentId: int | None = Field(
+        None, examples=[123], description="Conversation routes only: the id of the user "
+        "message the reply answers (edit it with `editOf`, answer it again with regenerate).")
 
     def body(self) -> dict[str, Any]:
         """The answer as sent (JSON route and the stream's `done`): the notes (`warning`,
@@ -289,7 +294,8 @@ class ModelStatusView(BaseModel):
                                     description="The suggested current model.")
 
 
-_NOTES = ("warning", "truncated", "tokensEstimated", "finishReason")
+_NOTES = ("warning", "truncated", "tokensEstimated", "finishReason", "conversationId",
+          "parentId")
 
 
 class ConfigView(BaseModel):

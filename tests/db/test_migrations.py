@@ -71,7 +71,7 @@ async def test_upgrade_builds_the_plans_tables(engine: AsyncEngine) -> None:
     assert "ix_llm_chat_history_user_provider_created" in tables[  # type: ignore[operator]
         "llm_chat_history"]["indexes"]
     assert tables["llm_configs"]["foreign_keys"] == []  # type: ignore[index]
-    assert await migrate.current_revision(engine) == "0006"
+    assert await migrate.current_revision(engine) == "0007"
 
 
 async def test_downgrade_removes_everything_and_upgrade_again_works(engine: AsyncEngine) -> None:
@@ -86,7 +86,7 @@ async def test_downgrade_removes_everything_and_upgrade_again_works(engine: Asyn
 async def test_upgrade_twice_is_a_no_op(engine: AsyncEngine) -> None:
     await migrate.upgrade(engine)
     await migrate.upgrade(engine)
-    assert await migrate.current_revision(engine) == "0006"
+    assert await migrate.current_revision(engine) == "0007"
 
 
 async def test_defaults_of_the_plan_hold_in_the_database(engine: AsyncEngine) -> None:
@@ -108,8 +108,9 @@ async def test_with_a_users_table_rows_go_when_their_user_is_deleted(engine: Asy
         await conn.execute(text("INSERT INTO users (id, email) VALUES (1, 'a@x'), (2, 'b@x')"))
     await migrate.upgrade(engine)
     tables = await schema(engine)
-    for table in ("llm_configs", "llm_chat_history"):
-        assert tables[table]["foreign_keys"] == [("users", "CASCADE")]  # type: ignore[index]
+    assert tables["llm_configs"]["foreign_keys"] == [("users", "CASCADE")]  # type: ignore[index]
+    assert sorted(tables["llm_chat_history"]["foreign_keys"]) == [  # type: ignore[index]
+        ("llm_conversations", "CASCADE"), ("users", "CASCADE")]
     async with engine.begin() as conn:
         for user in (1, 2):
             await conn.execute(text(

@@ -1,5 +1,8 @@
 """Chat history: paging, clearing, the context for the next chat, and storing messages.
 
+These are the provider's default thread: rows without a conversation (`conversation_id IS NULL`);
+conversations have their own module (`services/conversations.py`).
+
 The chat path uses Core statements on a connection (`recent_turns`, `store_messages`): one round
 trip each, no ORM objects. The routes of the history page use the request's session.
 """
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -35,7 +38,9 @@ class NewMessage:
 
 
 def _of(user_id: int, provider: str) -> tuple[Any, ...]:
-    return (ChatMessage.user_id == user_id, ChatMessage.provider == provider)
+    """The provider's default thread: the user's rows that belong to no conversation."""
+    return (ChatMessage.user_id == user_id, ChatMessage.provider == provider,
+            ChatMessage.conversation_id.is_(None))
 
 
 async def _newest(
@@ -67,7 +72,8 @@ async def page(
 _RECENT_TURNS = (
     select(ChatMessage.role, ChatMessage.content)
     .where(ChatMessage.user_id == bindparam("user_id"),
-           ChatMessage.provider == bindparam("provider"))
+           ChatMessage.provider == bindparam("provider"),
+           ChatMessage.conversation_id.is_(None))
     .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
     .limit(bindparam("count"))
 )
@@ -98,18 +104,19 @@ async def store_messages(
     autocommit connection) and return their ids in the same order."""
     now = utcnow()
     result = await conn.execute(
-        _INSERT_MESSAGES,
-        [
-            {"user_id": user_id, "provider": provider, "role": m.role, "content": m.content,
-             "tokens_used": m.tokens_used, "interrupted": m.interrupted,
-             "tokens_estimated": m.tokens_estimated, "model": m.model,
-             "input_tokens": m.input_tokens, "output_tokens": m.output_tokens,
-             "cost_usd": m.cost_usd, "cached_input_tokens": m.cached_input_tokens,
-             "finish_reason": m.finish_reason, "created_at": now}
-            for m in messages
-        ],
+        _INSERT_MESSAGES, [message_row(user_id, provider, m, now) for m in messages]
     )
     return list(result.scalars())
+
+
+def message_row(user_id: int, provider: str, m: NewMessage, now: datetime) -> dict[str, Any]:
+    """The column values of a new history row (a conversation adds its own two)."""
+    return {"user_id": user_id, "provider": provider, "role": m.role, "content": m.content,
+            "tokens_used": m.tokens_used, "interrupted": m.interrupted,
+            "tokens_estimated": m.tokens_estimated, "model": m.model,
+            "input_tokens": m.input_tokens, "output_tokens": m.output_tokens,
+            "cost_usd": m.cost_usd, "cached_input_tokens": m.cached_input_tokens,
+            "finish_reason": m.finish_reason, "created_at": now}
 
 
 def history_item(row: ChatMessage) -> dict[str, Any]:
