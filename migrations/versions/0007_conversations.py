@@ -5,7 +5,8 @@ A history row without a conversation belongs to the provider's default thread (t
 a row with one is a message of that conversation, and `parent_id` is the message it follows (null
 for a first message): editing or regenerating adds a sibling, so a conversation is a tree whose
 `active_leaf_id` ends the branch shown and sent. `role = 'title'` rows are the title calls'
-usage (never shown as messages).
+usage (never shown as messages); `copied_from` marks a fork's copy of a message (no vendor call of
+its own, so usage and budgets skip it).
 
 Foreign keys: `llm_conversations.user_id → users(id) ON DELETE CASCADE` when the auth service's
 table exists (as in 0001), and `llm_chat_history.conversation_id → llm_conversations(id) ON DELETE
@@ -78,6 +79,7 @@ def upgrade() -> None:
     with op.batch_alter_table("llm_chat_history") as batch:
         batch.add_column(sa.Column("conversation_id", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("parent_id", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("copied_from", sa.BigInteger(), nullable=True))
         batch.create_foreign_key(
             "fk_llm_chat_history_conversation", "llm_conversations", ["conversation_id"], ["id"],
             ondelete="CASCADE",
@@ -103,6 +105,7 @@ def downgrade() -> None:
     with warnings.catch_warnings(), op.batch_alter_table("llm_chat_history") as batch:
         warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
         batch.drop_constraint("fk_llm_chat_history_conversation", type_="foreignkey")
+        batch.drop_column("copied_from")
         batch.drop_column("parent_id")
         batch.drop_column("conversation_id")
     op.drop_index("ix_llm_conversations_user_activity", table_name="llm_conversations")

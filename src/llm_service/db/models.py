@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -110,6 +111,8 @@ class ChatMessage(Base):
         BigInteger, ForeignKey("llm_conversations.id", ondelete="CASCADE"), nullable=True
     )
     parent_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # A fork's copy of that message: no vendor call of its own (usage counts the original).
+    copied_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Conversation(Base):
@@ -164,6 +167,10 @@ class BudgetReservation(Base):
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
+
+# The rows that stand for one paid vendor call (usage and budgets count these): replies and
+# title calls, not a fork's copies.
+BILLED_CALL = and_(ChatMessage.role.in_(("assistant", "title")), ChatMessage.copied_from.is_(None))
 
 # Paging the default thread reads newest first; id breaks ties between rows written in the same
 # instant. Partial: conversation messages are never read through it.
