@@ -37,7 +37,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Row, bindparam, delete, func, insert, literal, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -206,7 +218,7 @@ async def create(session: AsyncSession, runtime: Runtime, user_id: int,
     hosts = runtime.settings.allowed_image_hosts
     row = Conversation(
         user_id=user_id, provider=body.provider, model=body.model or config.model,
-        title=sanitize(body.title, image_hosts=hosts) if body.title is not None else None,
+        title=_stored_title(body.title, hosts) if body.title is not None else None,
         title_source="user" if body.title is not None else None,
         system_prompt=_stored_prompt(body.system_prompt, hosts), pinned=body.pinned,
         archived=False, message_count=0, created_at=now, updated_at=now,
@@ -218,6 +230,14 @@ async def create(session: AsyncSession, runtime: Runtime, user_id: int,
 
 def _stored_prompt(text: str | None, hosts: Sequence[str]) -> str | None:
     return sanitize(text, image_hosts=hosts) if text is not None else None
+
+
+def _stored_title(text: str, hosts: Sequence[str]) -> str:
+    """A title as stored and shown: sanitized, trimmed, and still something."""
+    title = sanitize(text, image_hosts=hosts).strip()
+    if not title:
+        raise _wrong_message("title", "must contain text besides markup")
+    return title
 
 
 async def listing(
@@ -251,7 +271,7 @@ async def change(session: AsyncSession, runtime: Runtime, user_id: int, conversa
     given = patch.model_fields_set
     hosts = runtime.settings.allowed_image_hosts
     if "title" in given:
-        row.title, row.title_source = sanitize(patch.title, image_hosts=hosts), "user"
+        row.title, row.title_source = _stored_title(patch.title, hosts), "user"
     if "pinned" in given:
         row.pinned = patch.pinned
     if "archived" in given:
@@ -368,7 +388,7 @@ async def fork(session: AsyncSession, runtime: Runtime, user_id: int, conversati
     if int(count or 0) >= limit:
         raise too_many_conversations(limit)
     now = utcnow()
-    title = (sanitize(body.title, image_hosts=runtime.settings.allowed_image_hosts)
+    title = (_stored_title(body.title, runtime.settings.allowed_image_hosts)
              if body.title is not None else source.title)
     copy = Conversation(
         user_id=user_id, provider=source.provider, model=source.model, title=title,
@@ -422,12 +442,13 @@ def _branch_statement(*, active: bool) -> Any:
         start = h.c.id == bindparam("start")
     branch = select(
         h.c.id, h.c.parent_id, h.c.role, h.c.content, literal(1).label("depth"),
-        literal(0).label("low"),
+        cast(literal(0), BigInteger).label("low"),
     ).where(start, *in_conversation).cte("branch", recursive=True)
     m = h.alias("m")
+    quarter = cast(func.length(m.c.content), BigInteger) // 4
     branch = branch.union_all(select(
         m.c.id, m.c.parent_id, m.c.role, m.c.content, branch.c.depth + 1,
-        branch.c.low + func.length(m.c.content) // 4 + budgets.TOKENS_PER_TURN,
+        cast(branch.c.low + quarter + budgets.TOKENS_PER_TURN, BigInteger),
     ).where(
         m.c.id == branch.c.parent_id, m.c.id < branch.c.id,  # parents are older: no cycle
         m.c.conversation_id == bindparam("conversation_id"), m.c.role.in_(MESSAGE_ROLES),

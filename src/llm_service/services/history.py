@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, select
+from sqlalchemy import Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from llm_service.db.models import ChatMessage, utcnow
+from llm_service.db.models import ChatMessage, Conversation, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +136,13 @@ def history_item(row: ChatMessage) -> dict[str, Any]:
 
 
 async def prune(conn: AsyncConnection, older_than_days: int) -> int:
-    """Delete every message older than that many days; returns how many went."""
+    """Delete every message older than that many days; returns how many went. Conversations
+    that can have lost some (those older than the cutoff) get their message count again."""
     cutoff = utcnow() - timedelta(days=older_than_days)
     result = await conn.execute(delete(ChatMessage).where(ChatMessage.created_at < cutoff))
+    left = (select(func.count()).where(ChatMessage.conversation_id == Conversation.id,
+                                       ChatMessage.role.in_(("user", "assistant")))
+            .scalar_subquery())
+    await conn.execute(update(Conversation).where(Conversation.created_at < cutoff)
+                       .values(message_count=left))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
