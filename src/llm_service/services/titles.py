@@ -68,7 +68,7 @@ def _cut(text: str, limit: int) -> str:
 def fallback_title(message: str, image_hosts: tuple[str, ...] = ()) -> str:
     """The first words of the first message (at most FALLBACK_WORDS, TITLE_CHARS), sanitized:
     the title until a better one is made, and for good when none can be."""
-    words = message.split()
+    words = sanitize(message, image_hosts=image_hosts).split()
     title = _cut(" ".join(words[:FALLBACK_WORDS]), TITLE_CHARS)
     if len(words) > FALLBACK_WORDS and not title.endswith("…"):
         title += "…"
