@@ -424,7 +424,7 @@ class AdminUsageOut(BaseModel):
 # ---------------------------------------------------------------------------- conversations
 
 _MAX_ID = 2**63 - 1  # BIGINT: a larger id names nothing
-MessageId = Annotated[int, Field(strict=True, ge=1, le=_MAX_ID)]
+MessageId = Annotated[int, Field(strict=True, ge=1, le=_MAX_ID), BeforeValidator(_whole_number)]
 TITLE_MAX_CHARS = 200
 
 
@@ -436,8 +436,15 @@ def _provider_id(value: str) -> str:
     return value
 
 
+def _provider_enum(schema: dict[str, Any]) -> None:
+    from llm_service.providers.registry import provider_ids
+
+    schema["enum"] = list(provider_ids())
+
+
 ProviderId = Annotated[str, AfterValidator(_provider_id),
-                       Field(examples=["openai"], description="A provider id.")]
+                       Field(examples=["openai"], description="A provider id.",
+                             json_schema_extra=_provider_enum)]
 
 
 def _system_prompt(value: str | None, info: ValidationInfo) -> str | None:
@@ -458,6 +465,22 @@ def _title(value: str) -> str:
     if len(value) > TITLE_MAX_CHARS:
         raise ValueError(f"must be at most {TITLE_MAX_CHARS} characters")
     return _storable(value)
+
+
+# Something besides ASCII whitespace, and no NUL anywhere (the validators' rule, for the schema).
+_TEXT = r"^[^\x00]*[^ \t\n\r\f\v\x00][^\x00]*$"
+_TITLE_SCHEMA = {"pattern": _TEXT, "minLength": 1, "maxLength": TITLE_MAX_CHARS}
+
+
+def _title_schema(schema: dict[str, Any]) -> None:
+    _optional_not_null(schema)
+    schema.update(_TITLE_SCHEMA)
+
+
+def _prompt_schema(schema: dict[str, Any]) -> None:
+    for option in schema.get("anyOf", []):
+        if option.get("type") == "string":
+            option.update({"pattern": _TEXT, "minLength": 1, "maxLength": 8_000})
 
 
 _SYSTEM_PROMPT_DOC = ("The conversation's system prompt (it wins over the provider's default); "
@@ -481,9 +504,10 @@ class ConversationIn(_In):
         None, json_schema_extra=_optional_not_null,
         description="Default: the provider configuration's model.")
     title: str = Field(  # type: ignore[assignment]
-        None, json_schema_extra=_optional_not_null,
+        None, json_schema_extra=_title_schema,
         description=f"1-{TITLE_MAX_CHARS} characters; default: made after the first exchange.")
-    system_prompt: str | None = Field(None, alias="systemPrompt", description=_SYSTEM_PROMPT_DOC)
+    system_prompt: str | None = Field(None, alias="systemPrompt", description=_SYSTEM_PROMPT_DOC,
+                                      json_schema_extra=_prompt_schema)
     pinned: bool = Field(False, strict=True)
 
     @field_validator("model", "title", mode="before")
@@ -517,11 +541,12 @@ class ConversationPatch(_In):
     )
 
     title: str = Field(  # type: ignore[assignment]
-        None, json_schema_extra=_optional_not_null,
+        None, json_schema_extra=_title_schema,
         description=f"1-{TITLE_MAX_CHARS} characters; a title set here is never replaced.")
     pinned: bool = Field(None, strict=True, json_schema_extra=_optional_not_null)  # type: ignore[assignment]
     archived: bool = Field(None, strict=True, json_schema_extra=_optional_not_null)  # type: ignore[assignment]
-    system_prompt: str | None = Field(None, alias="systemPrompt", description=_SYSTEM_PROMPT_DOC)
+    system_prompt: str | None = Field(None, alias="systemPrompt", description=_SYSTEM_PROMPT_DOC,
+                                      json_schema_extra=_prompt_schema)
     active_message_id: MessageId = Field(  # type: ignore[assignment]
         None, alias="activeMessageId", json_schema_extra=_optional_not_null,
         description="Switch branches: the branch through this message becomes the active one "
@@ -545,9 +570,14 @@ class ConversationPatch(_In):
         return _system_prompt(value, info)
 
 
+def _optional_provider(schema: dict[str, Any]) -> None:
+    _optional_not_null(schema)
+    _provider_enum(schema)
+
+
 class _VendorChoice(_In):
     provider: ProviderId = Field(  # type: ignore[assignment]
-        None, json_schema_extra=_optional_not_null,
+        None, json_schema_extra=_optional_provider,
         description="This message only: another of the user's configured providers (its "
         "configured model unless `model` is given). Default: the conversation's.")
     model: ModelName = Field(  # type: ignore[assignment]
@@ -573,14 +603,15 @@ class ConversationMessageIn(_VendorChoice):
             {"message": "What should I see on day two, by tram?", "editOf": 123},
             {"message": "Compare that with Porto.", "provider": "claude",
              "model": "claude-haiku-5-5"},
-        ]},
+        ],
+            # A place is the end of the active branch, parentId or editOf: not both.
+            "not": {"required": ["parentId", "editOf"]}},
     )
 
     message: str = Field(
         description="1 to LLM_MAX_MESSAGE_CHARS (32,000) characters after trimming, no NUL; sent "
                     "as typed.",
-        json_schema_extra={"pattern": r"^[^\x00]*[^ \t\n\r\f\v\x00][^\x00]*$",
-                           "maxLength": 32_000},
+        json_schema_extra={"pattern": _TEXT, "maxLength": 32_000},
     )
     parent_id: MessageId = Field(  # type: ignore[assignment]
         None, alias="parentId", json_schema_extra=_optional_not_null,
@@ -631,7 +662,7 @@ class ForkIn(_In):
         description="The last message copied (with its branch up to the first message); "
         "default: the end of the active branch.")
     title: str = Field(  # type: ignore[assignment]
-        None, json_schema_extra=_optional_not_null,
+        None, json_schema_extra=_title_schema,
         description="Default: the conversation's title.")
 
     @field_validator("message_id", "title", mode="before")

@@ -102,8 +102,8 @@ async def list_conversations(
                                          "(false) ones; default both.")] = None,
     archived: Annotated[bool, Query(description="true: the archived ones instead.")] = False,
     limit: Annotated[int, Query(ge=1, le=200, description="1-200")] = 50,
-    cursor: Annotated[str | None, Query(max_length=200, description="`nextCursor` of the "
-                                        "previous page.")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,200}$",
+                                        description="`nextCursor` of the previous page.")] = None,
 ) -> JSONResponse:
     rows, next_cursor = await conversations.listing(
         session, user.user_id, provider=provider, pinned=pinned, archived=archived,

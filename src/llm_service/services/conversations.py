@@ -233,11 +233,9 @@ def _stored_prompt(text: str | None, hosts: Sequence[str]) -> str | None:
 
 
 def _stored_title(text: str, hosts: Sequence[str]) -> str:
-    """A title as stored and shown: sanitized, trimmed, and still something."""
-    title = sanitize(text, image_hosts=hosts).strip()
-    if not title:
-        raise _wrong_message("title", "must contain text besides markup")
-    return title
+    """A title as stored and shown: sanitized, trimmed, and still something ("…" when only
+    markup was given)."""
+    return sanitize(text, image_hosts=hosts).strip() or "…"
 
 
 async def listing(
