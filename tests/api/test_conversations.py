@@ -311,3 +311,26 @@ async def test_pruning_recounts_the_conversations_it_shortened(api: Api) -> None
     assert read["messageCount"] == 2
     assert [m["content"] for m in (await branch(api, created["id"]))["messages"]] == [
         "new", "Echo from openai gpt-4o-mini: new"]
+
+
+async def test_a_conversation_deleted_while_the_vendor_answers_gets_the_answer_unsaved(
+    api: Api,
+) -> None:
+    from llm_service.security.jwt import Principal
+    from llm_service.services import chat, conversations
+
+    await configure(api)
+    created = await conversation(api)
+    user = Principal(user_id=1, role="CLIENT")
+    prepared = await conversations.prepare_send(api.runtime, user, created["id"],
+                                                conversations.Send("hello"))
+    call = await chat.begin_chat(api.runtime, user=user, provider="openai",
+                                 body=chat.ChatIn(message="hello"), prepared=prepared)
+    await api.client.delete(f"/llm/conversations/{created['id']}", headers=api.auth(1))
+    answer = await call.record(chat.VendorReply(text="hi", shown="hi", model="gpt-4o-mini",
+                                                input_tokens=3, output_tokens=1))
+    assert answer.id is None
+    assert answer.warning == conversations.GONE
+    assert answer.response == "hi"
+    await api.runtime.background.wait_idle(10)
+    assert await count(api, ChatMessage) == 0
