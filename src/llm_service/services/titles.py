@@ -10,7 +10,7 @@ exchange's own model is tried once. Any other failure (or a budget that has no r
 fallback title.
 
 Usage is counted like any call's: the call reserves and settles the user's budget, is priced from
-the catalogue and counted in the metrics, and is stored as one `llm_chat_history` row of role
+the catalogue and counted in the metrics (its latency, errors, tokens and cost), and is stored as one `llm_chat_history` row of role
 `title` in the conversation (content: the title made; the model, tokens and cost like a reply's),
 which `/llm/usage` and the monthly budget count as a request and which no message list, context
 or history page ever shows. Deleting the conversation deletes that row with its messages, as
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import insert, update
@@ -137,9 +138,11 @@ async def _attempt(runtime: Runtime, job: TitleJob, model: str) -> bool:
         log.info("title of conversation %s: no budget left, the fallback stays",
                  job.conversation_id)
         return False
+    began = time.perf_counter()
     try:
         completion = await runtime.providers.complete(job.provider, request, job.api_key)
     except ProviderError as exc:
+        runtime.metrics.vendor_call(job.provider, time.perf_counter() - began)
         await spend.settle(0, None)
         runtime.metrics.vendor_error(job.provider, exc.kind)
         log.info("title of conversation %s: %s failed (%s)", job.conversation_id,
@@ -148,6 +151,7 @@ async def _attempt(runtime: Runtime, job: TitleJob, model: str) -> bool:
     except BaseException:
         await spend.settle(0, None)
         raise
+    runtime.metrics.vendor_call(job.provider, time.perf_counter() - began)
     usage = chat.checked_usage(completion.model, completion.input_tokens,
                                completion.output_tokens, request=request,
                                reply=completion.text, configured_model=model)
