@@ -9,12 +9,13 @@ one in the catalogue; when the vendor refuses that model (400: the key's plan la
 exchange's own model is tried once. Any other failure (or a budget that has no room) leaves the
 fallback title.
 
-Usage is counted like any call's: the call reserves and settles the user's budget, is priced from
-the catalogue and counted in the metrics (its latency, errors, tokens and cost), and is stored
-as one `llm_chat_history` row of role `title` in the conversation (content: the title made; the
-model, tokens and cost like a reply's), which `/llm/usage` and the monthly budget count as a
-request and which no message list, context or history page ever shows. Deleting the conversation deletes that row with its messages, as
-clearing a history deletes its usage rows (the month's budget keeps what was spent).
+Usage is counted like any call's: the call reserves and settles the user's budget, is priced
+from the catalogue and counted in the metrics (its latency, errors, tokens and cost), and is
+stored as one `llm_chat_history` row of role `title` in the conversation (content: the title
+made; the model, tokens and cost like a reply's), which `/llm/usage` and the monthly budget count
+as a request and which no message list, context or history page ever shows. Deleting the
+conversation deletes that row with its messages, as clearing a history deletes its usage rows
+(the month's budget keeps what was spent).
 
 A title the user set meanwhile (`title_source = 'user'`) is never replaced: the update is
 conditional on the title still being the fallback.
