@@ -235,6 +235,11 @@ class CpuMark:
     ours: int
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) a process has used so far; 0 once it is gone."""
+    return _process_ticks(pid) / CLOCK_TICKS
+
+
 class CpuAccount:
     """How much CPU processes outside the bench used while it measured, in cores.
 

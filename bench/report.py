@@ -74,6 +74,13 @@ class Row:
         return statistics.median(values) if values else None
 
     @property
+    def cpu_ms(self) -> float | None:
+        """Median CPU of the process under test per request (None for the direct rows)."""
+        values = [run.cpu_ms_per_request for run in self.runs
+                  if run.cpu_ms_per_request is not None]
+        return statistics.median(values) if values else None
+
+    @property
     def non_2xx(self) -> int:
         return sum(run.non_2xx for run in self.runs)
 
@@ -106,10 +113,18 @@ class StreamRun:
     ttfd_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
     errors: int = 0
+    service_cpu_s: float | None = None  # the service's CPU seconds during the run
 
     @property
     def rate(self) -> float:
         return len(self.total_ms) / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def cpu_ms_per_stream(self) -> float | None:
+        streams = len(self.total_ms) + self.errors
+        if self.service_cpu_s is None or streams == 0:
+            return None
+        return self.service_cpu_s * 1000 / streams
 
 
 @dataclass
@@ -134,6 +149,12 @@ class StreamRow:
     @property
     def errors(self) -> int:
         return sum(run.errors for run in self.runs)
+
+    @property
+    def cpu_ms(self) -> float | None:
+        values = [run.cpu_ms_per_stream for run in self.runs
+                  if run.cpu_ms_per_stream is not None]
+        return statistics.median(values) if values else None
 
 
 @dataclass
@@ -188,27 +209,29 @@ class Report:
         lines: list[str] = []
         if self.rows:
             lines += ["| scenario | conns | req/s | spread | p50 ms | p90 ms | p99 ms | non-2xx "
-                      "| socket errors | others' CPU |",
-                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| socket errors | others' CPU | CPU ms/req |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in self.rows:
             others = "n/a" if row.others_cores is None else f"{row.others_cores:.2f}"
+            cpu = "n/a" if row.cpu_ms is None else f"{row.cpu_ms:.2f}"
             lines.append(
                 f"| {row.label} | {row.connections} | {row.rps:,.0f} | {row.spread_pct:.0f}% "
                 f"| {fmt_ms(row.p50)} | {fmt_ms(row.p90)} | {fmt_ms(row.p99)} "
-                f"| {row.non_2xx} | {row.socket_errors} | {others} |"
+                f"| {row.non_2xx} | {row.socket_errors} | {others} | {cpu} |"
             )
         if self.stream_rows:
             if lines:
                 lines.append("")
             lines += ["| stream-ttfd | streams | streams/s | TTFD p50 ms | TTFD p90 ms "
-                      "| TTFD p99 ms | whole stream p50 ms | errors |",
-                      "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| TTFD p99 ms | whole stream p50 ms | errors | CPU ms/stream |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
             for stream in self.stream_rows:
+                cpu = "n/a" if stream.cpu_ms is None else f"{stream.cpu_ms:.2f}"
                 lines.append(
                     f"| stream-ttfd | {stream.connections} | {stream.rate:,.1f} "
                     f"| {fmt_ms(stream.ttfd(50))} | {fmt_ms(stream.ttfd(90))} "
                     f"| {fmt_ms(stream.ttfd(99))} | {fmt_ms(stream.total_p50)} "
-                    f"| {stream.errors} |"
+                    f"| {stream.errors} | {cpu} |"
                 )
         return lines
 

@@ -51,6 +51,7 @@ from bench.procs import (
     CpuAccount,
     RssSampler,
     clean_env,
+    cpu_seconds,
     free_port,
     loaded_modules,
     read_memory_kb,
@@ -303,14 +304,17 @@ class Bench:
         return path
 
     async def measure(self, label: str, scenario: str, url: str, script: Path,
-                      connections: Sequence[int] | None = None) -> None:
+                      connections: Sequence[int] | None = None,
+                      target: int | None = None) -> None:
+        """wrk at each connection count; `target` is the pid of the process under test, whose
+        CPU per request is reported."""
         options = self.options
         for count in connections or options.connections:
             progress(f"{label} at {count} connections: {options.warmup:g} s warm-up")
             await run_wrk(url, script, count, options.warmup)
             runs: list[WrkResult] = []
             for index in range(options.repeat):
-                result = await self.wrk(url, script, count, options.duration)
+                result = await self.wrk(url, script, count, options.duration, target)
                 runs.append(result)
                 progress(f"{label} at {count} connections, run {index + 1}/{options.repeat}: "
                          f"{result.rps:,.0f} req/s, p50 {result.p50_ms:.3f} ms, "
@@ -318,12 +322,17 @@ class Bench:
                          f"others' CPU {result.others_cores or 0:.2f} cores")
             self.report.rows.append(Row(label, scenario, count, runs))
 
-    async def wrk(self, url: str, script: Path, connections: int, seconds: float) -> WrkResult:
-        """One measured wrk run, with the CPU that processes outside the bench used meanwhile."""
+    async def wrk(self, url: str, script: Path, connections: int, seconds: float,
+                  target: int | None = None) -> WrkResult:
+        """One measured wrk run, with the CPU that processes outside the bench used meanwhile
+        and the CPU of the process under test (`target`)."""
         pids = [child.pid for child in self.children if child.running]
         pids += await self.backend_pids()
         start = self.cpu.mark(pids)
+        target_start = cpu_seconds(target) if target is not None else 0.0
         result = await run_wrk(url, script, connections, seconds)
+        if target is not None:
+            result.target_cpu_s = cpu_seconds(target) - target_start
         result.others_cores = self.cpu.others_cores(start, self.cpu.mark(pids))
         return result
 
@@ -491,7 +500,8 @@ class Bench:
                 await wait_http(f"{found.group(1)}/health", 30, child)
                 progress(f"{label} pid {child.pid} at {found.group(1)}")
                 self.report.passthrough_labels.append(label)
-                await self.measure(label, "passthrough", f"{found.group(1)}/proxy", script)
+                await self.measure(label, "passthrough", f"{found.group(1)}/proxy", script,
+                                   target=child.pid)
             finally:
                 await child.stop()
 
@@ -499,11 +509,12 @@ class Bench:
         async with self.service("service", self.fast_vendor) as (url, child):
             if self.wants("service"):
                 script = self.script("service", CHAT_BODY, self.auth_headers)
-                await self.measure("service", "service", f"{url}/llm/chat/openai", script)
+                await self.measure("service", "service", f"{url}/llm/chat/openai", script,
+                                   target=child.pid)
             if self.wants("rss") and self.options.rss_seconds > 0:
                 await self.run_steady_rss(url, child)
             if self.wants("stream-ttfd"):
-                await self.run_stream(url)
+                await self.run_stream(url, child.pid)
 
     async def run_steady_rss(self, url: str, child: Child) -> None:
         seconds = self.options.rss_seconds
@@ -526,7 +537,7 @@ class Bench:
         self.report.steady = SteadyRss(seconds, marks, result.rps, result.errors)
         progress("rss: " + ", ".join(f"{s:.0f} s {kb / 1024:.1f} MiB" for s, kb in marks))
 
-    async def run_stream(self, url: str) -> None:
+    async def run_stream(self, url: str, service_pid: int) -> None:
         route = f"{url}/llm/chat/openai/stream"
         status = await stream.probe(route, CHAT_BODY, self.auth_headers)
         if status in (404, 405):
@@ -542,8 +553,10 @@ class Bench:
             await stream.measure(route, CHAT_BODY, self.auth_headers, count, options.warmup)
             runs = []
             for index in range(options.repeat):
+                cpu_start = cpu_seconds(service_pid)
                 run = await stream.measure(route, CHAT_BODY, self.auth_headers, count,
                                            options.duration)
+                run.service_cpu_s = cpu_seconds(service_pid) - cpu_start
                 runs.append(run)
                 progress(f"stream-ttfd at {count} streams, run {index + 1}/{options.repeat}: "
                          f"{run.rate:,.1f} streams/s, TTFD p50 "
@@ -555,10 +568,10 @@ class Bench:
             "so TTFD includes one pause at most before the first content delta")
 
     async def run_service_slow(self) -> None:
-        async with self.service("service-200ms", self.slow_vendor) as (url, _child):
+        async with self.service("service-200ms", self.slow_vendor) as (url, child):
             script = self.script("service-200ms", CHAT_BODY, self.auth_headers)
             await self.measure("service-200ms", "service-200ms", f"{url}/llm/chat/openai",
-                               script)
+                               script, target=child.pid)
 
     # the whole run
 

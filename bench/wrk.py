@@ -113,6 +113,15 @@ class WrkResult:
     exact: bool = False  # percentiles from the done() hook, not from wrk's rounded text
     statuses: dict[int, int] = field(default_factory=dict)  # with count_statuses only
     others_cores: float | None = None  # CPU used by processes outside the bench meanwhile
+    target_cpu_s: float | None = None  # CPU seconds of the process under test meanwhile
+
+    @property
+    def cpu_ms_per_request(self) -> float | None:
+        """CPU of the process under test per completed request: what one request costs it,
+        far steadier than req/s when the machine is shared."""
+        if self.target_cpu_s is None or self.requests <= 0:
+            return None
+        return self.target_cpu_s * 1000 / self.requests
 
     @property
     def socket_error_count(self) -> int:

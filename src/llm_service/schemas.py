@@ -55,6 +55,12 @@ def _optional_not_null(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+def _system_prompt_schema(schema: dict[str, Any]) -> None:
+    """Optional, never null, no NUL, at most the default LLM_MAX_SYSTEM_PROMPT_CHARS."""
+    _optional_not_null(schema)
+    schema.update({"pattern": _NO_NUL, "maxLength": 8_000})
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=False, frozen=True)
 
@@ -72,6 +78,8 @@ class ConfigIn(_In):
                 {"apiKey": "sk-proj-0123456789abcdef", "model": "gpt-4o", "temperature": 0.7,
                  "maxTokens": 2048},
                 {"model": "gpt-4o-mini"},
+                {"systemPrompt": "You are the platform's assistant. Answer briefly, in the "
+                                 "user's language."},
             ]
         },
     )
@@ -95,6 +103,16 @@ class ConfigIn(_In):
         description="The vendor's region, from the model catalogue's list for the vendor "
         "(DashScope: singapore, beijing, virginia, hongkong); a key works only in its own.",
     )
+    system_prompt: str = Field(  # type: ignore[assignment]
+        None, alias="systemPrompt",
+        description="The system prompt of every chat with this provider, sent in the vendor's "
+        "own place for it (OpenAI: a developer message for reasoning models, else a system "
+        "message; Claude: the top-level system field; Gemini: systemInstruction; DashScope and "
+        "Hugging Face: a first system message). At most LLM_MAX_SYSTEM_PROMPT_CHARS (8,000) "
+        "characters, no NUL. An empty or whitespace-only string removes it; left out, the "
+        "stored one is kept.",
+        json_schema_extra=_system_prompt_schema,
+    )
 
     @field_validator("api_key", "model", "temperature", "max_tokens", "region", mode="before")
     @classmethod
@@ -103,6 +121,23 @@ class ConfigIn(_In):
         if value is None:
             raise ValueError("must not be null; leave the field out to keep the stored value")
         return value
+
+    @field_validator("system_prompt", mode="before")
+    @classmethod
+    def _system_prompt_not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError('must not be null; send "" to remove the system prompt, or leave '
+                             "the field out to keep it")
+        return value
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _system_prompt_length(cls, value: str, info: ValidationInfo) -> str:
+        limit = _limit(info, "max_system_prompt_chars", 8_000)
+        if len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters (this one has {len(value)}); "
+                             "shorten it")
+        return _storable(value)
 
 
 # What "after trimming" trims: the ASCII whitespace that JSON Schema and Python agree on.
@@ -316,6 +351,9 @@ class ConfigView(BaseModel):
     createdAt: datetime
     updatedAt: datetime
     region: str | None = Field(None, description="Present when a region was chosen.")
+    systemPrompt: str | None = Field(
+        examples=["You are the platform's assistant. Answer briefly, in the user's language."],
+        description="The provider's system prompt, sent with every chat; null when none.")
     modelStatus: ModelStatusView | None = Field(
         None, description="Present only when the model is deprecated or retired (from the model "
         "catalogue), so the settings page can suggest the replacement.")

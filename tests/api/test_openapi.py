@@ -52,9 +52,14 @@ async def test_config_body_is_documented_with_examples_and_bounds(api: Api) -> N
     assert body["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ConfigIn"}
     schema = spec["components"]["schemas"]["ConfigIn"]
-    assert set(schema["properties"]) == {"apiKey", "model", "temperature", "maxTokens", "region"}
+    assert set(schema["properties"]) == {"apiKey", "model", "temperature", "maxTokens", "region",
+                                         "systemPrompt"}
     assert schema["examples"][0]["model"] == "gpt-4o"
     assert schema["properties"]["maxTokens"]["maximum"] == 32000
+    prompt = schema["properties"]["systemPrompt"]
+    assert (prompt["type"], prompt["maxLength"], prompt["pattern"]) == ("string", 8000,
+                                                                       r"^[^\x00]*$")
+    assert "LLM_MAX_SYSTEM_PROMPT_CHARS" in prompt["description"]
     assert "null" not in str(schema["properties"])  # may be left out, never null
 
 

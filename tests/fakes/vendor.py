@@ -102,7 +102,11 @@ is defined): every vendor refuses an id the catalogue lists as retired today (Op
 Gemini 404; DashScope and the Hugging Face router 400); OpenAI refuses a temperature other than 1
 (400 ``unsupported_value``) and ``max_tokens`` (400 ``unsupported_parameter``) on its reasoning
 models (o1/o3/o4, gpt-5*, gpt-6*); DashScope refuses a non-streaming call to a Qwen3 open model
-without ``enable_thinking: false`` (400 ``InvalidParameter``). Where the real vendor
+without ``enable_thinking: false`` (400 ``InvalidParameter``). System prompts have one place per
+vendor: Claude refuses a ``role: "system"`` message in ``messages`` and a ``system`` that is not a
+string or a list of text blocks (400 ``invalid_request_error``); Gemini refuses a ``contents``
+role other than ``user``/``model`` and a ``systemInstruction`` that is not a Content (400
+``INVALID_ARGUMENT``); these are body checks, run with the body validation. Where the real vendor
 answers an unknown model with 404 (OpenAI, Claude, Gemini), this fake answers 400 on purpose.
 Claude errors carry a ``request-id`` header; Qwen and Claude bodies a request id.
 
@@ -113,9 +117,14 @@ Control endpoints: ``POST /_fake/behaviour``, ``GET /_fake/behaviour``, ``POST /
 ``GET /_fake/requests[?provider=...]`` (raw header values, keys included: it is a fake).
 
 Every vendor request is recorded (``RecordedRequest``): provider, method, path, query, headers
-(lower-case), parsed JSON body, ``received_at``, applied mode, status, whether it streamed,
-``finished_at`` (the fake finished the response: sent completely, or dropped on purpose) and
-``disconnected_at`` (the client went away first: an early-closed stream or a timed-out hang).
+(lower-case), parsed JSON body, ``system_prompts`` (each system prompt the body carries, as
+(where, text): ``("messages[0] developer", ...)`` or ``("messages[0] system", ...)`` for OpenAI
+and Hugging Face, ``("system", ...)`` for Claude, ``("systemInstruction", ...)`` for Gemini,
+``("input.messages[0] system", ...)`` for DashScope, and a misplaced one where it was, such as
+``("messages[1] system", ...)`` for Claude), ``received_at``, applied mode, status, whether it
+streamed, ``finished_at`` (the fake finished the response: sent completely, or dropped on
+purpose) and ``disconnected_at`` (the client went away first: an early-closed stream or a
+timed-out hang).
 Times are ``time.time()`` seconds. ``requests`` returns snapshots: read it again to see updates.
 
 A dropped stream (``stream_error`` with style ``close``) makes uvicorn log "ASGI callable returned
@@ -241,6 +250,10 @@ class RecordedRequest:
     status: int | None = None
     finished_at: float | None = None
     disconnected_at: float | None = None
+    # Every system prompt the body carries, as (where, text) in body order: where the vendor
+    # reads one ("system", "systemInstruction", "messages[0] developer", ...) or where it does not
+    # ("messages[2] system", "contents[0] system"): see `Vendor.system_prompts`.
+    system_prompts: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -363,6 +376,18 @@ def _text(content: Any) -> str:
     return ""
 
 
+def _role_messages(
+    body: Any, key: str, roles: tuple[str, ...], prefix: str = ""
+) -> list[tuple[str, str]]:
+    """(f"{prefix}{key}[i] {role}", text) of the entries of `body[key]` with one of `roles`."""
+    entries = body.get(key) if isinstance(body, dict) else None
+    return [
+        (f"{prefix}{key}[{i}] {entry['role']}", _text(entry.get("content", entry.get("parts"))))
+        for i, entry in enumerate(entries if isinstance(entries, list) else ())
+        if isinstance(entry, dict) and entry.get("role") in roles
+    ]
+
+
 def _bearer(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer":
@@ -459,6 +484,11 @@ class Vendor:
 
     def parse(self, request: Request, body: Any, request_id: str) -> Chat:
         raise NotImplementedError
+
+    def system_prompts(self, body: Any) -> list[tuple[str, str]]:
+        """(where, text) of every system prompt in a request body, in body order, whether or
+        not the vendor accepts it there (the record shows what arrived, and where)."""
+        return _role_messages(body, "messages", ("system",))
 
     def ok_body(self, chat: Chat) -> Any:
         raise NotImplementedError
@@ -632,6 +662,10 @@ class OpenAIVendor(Vendor):
         if "max_tokens" in body:
             return "max_tokens_field", ""
         return None
+
+    def system_prompts(self, body: Any) -> list[tuple[str, str]]:
+        # A `developer` or `system` message (openai/types/chat/chat_completion_message_param.py).
+        return _role_messages(body, "messages", ("system", "developer"))
 
     def parse(self, request: Request, body: Any, request_id: str) -> Chat:
         model, messages = _openai_messages(body)
@@ -810,6 +844,44 @@ class ClaudeVendor(Vendor):
     def api_key(self, request: Request) -> str | None:
         return request.headers.get("x-api-key") or _bearer(request)
 
+    def system_prompts(self, body: Any) -> list[tuple[str, str]]:
+        top = [("system", _text(body["system"]))] if isinstance(body, dict) and isinstance(
+            body.get("system"), str | list) else []
+        return top + _role_messages(body, "messages", ("system",))
+
+    # The system prompt is the top-level `system`: a string or a list of text blocks
+    # (anthropic/types/message_create_params.py `system: Union[str, Iterable[TextBlockParam]]`,
+    # anthropic/types/text_block_param.py). Anything else is 400 invalid_request_error, worded
+    # as the API words a field of the wrong type ("<path>: Input should be a valid ...",
+    # e.g. https://github.com/anthropics/claude-code/issues/6696); a null or an object `system`
+    # is answered "system: Input should be a valid array".
+    @staticmethod
+    def _check_system(body: dict[str, Any]) -> None:
+        if "system" not in body or isinstance(body["system"], str):
+            return
+        system = body["system"]
+        if not isinstance(system, list):
+            raise Invalid("system: Input should be a valid array")
+        for i, block in enumerate(system):
+            if not isinstance(block, dict) or block.get("type") != "text":
+                raise Invalid(f"system.{i}.type: Input should be 'text'")
+            if not isinstance(block.get("text"), str):
+                raise Invalid(f"system.{i}.text: Field required")
+
+    # A `role: "system"` message in `messages` (anthropic/types/system_message_param.py): never
+    # the first entry ("Use the top-level `system` field for instructions that apply from the
+    # very start"), and elsewhere only on the models that take mid-conversation system messages
+    # (Claude Opus 4.8 and Opus 5 among them); the others (Sonnet 5, Haiku 4.5, Opus 4.7 and
+    # older) answer 400 invalid_request_error "role 'system' is not supported on this model"
+    # (https://platform.claude.com/docs/en/build-with-claude/mid-conversation-system-messages,
+    # https://platform.claude.com/docs/en/about-claude/models/whats-new-claude-4-8). The fake
+    # serves every model as one of the others, on purpose: the service sends its one system
+    # prompt in `system`, never as a message. The first-entry wording is the API's own
+    # (https://github.com/Maol-1997/cursor-claude-connector/issues/3).
+    SYSTEM_FIRST = ('messages: Unexpected role "system". The Messages API accepts a top-level '
+                    '`system` parameter, not "system" as an input message role.')
+    SYSTEM_ROLE = "role 'system' is not supported on this model"
+
     def parse(self, request: Request, body: Any, request_id: str) -> Chat:
         if not isinstance(body, dict):
             raise Invalid("Request body is not valid JSON.")
@@ -821,6 +893,10 @@ class ClaudeVendor(Vendor):
         if not isinstance(messages, list) or not messages:
             raise Invalid("messages: Field required")
         messages = [m for m in messages if isinstance(m, dict)]
+        for i, message in enumerate(messages):
+            if message.get("role") == "system":
+                raise Invalid(self.SYSTEM_FIRST if i == 0 else self.SYSTEM_ROLE)
+        self._check_system(body)
         texts = [_text(m.get("content")) for m in messages]
         if body.get("system") is not None:
             texts.insert(0, _text(body["system"]))
@@ -963,6 +1039,19 @@ class GeminiVendor(Vendor):
     def api_key(self, request: Request) -> str | None:
         return request.headers.get("x-goog-api-key") or request.query_params.get("key")
 
+    # A content's role is "user" or "model", or left out (https://ai.google.dev/api/caching#Content:
+    # "Must be either 'user' or 'model'"); any other is 400 INVALID_ARGUMENT "Please use a valid
+    # role: user, model." (the API's own answer, e.g. a "system" content). The system prompt is
+    # `systemInstruction`, a Content (https://ai.google.dev/api/generate-content#request-body):
+    # anything else, a bare string for one, is 400 INVALID_ARGUMENT "Invalid value at
+    # 'system_instruction' (...Content)".
+    ROLES: ClassVar[frozenset[str | None]] = frozenset({"user", "model", "", None})
+
+    def system_prompts(self, body: Any) -> list[tuple[str, str]]:
+        system = body.get("systemInstruction") if isinstance(body, dict) else None
+        top = [("systemInstruction", _text(system))] if system is not None else []
+        return top + _role_messages(body, "contents", ("system",))
+
     @staticmethod
     def _target(request: Request) -> tuple[str, str]:
         target = request.path_params.get("target", "")
@@ -982,9 +1071,17 @@ class GeminiVendor(Vendor):
         if not isinstance(contents, list) or not contents:
             raise Invalid("* GenerateContentRequest.contents: contents is not specified")
         contents = [c for c in contents if isinstance(c, dict)]
+        for content in contents:
+            if content.get("role") not in self.ROLES:
+                raise Invalid("Please use a valid role: user, model.")
         texts = [_text(c.get("parts")) for c in contents]
         system = body.get("systemInstruction")
         if system is not None:
+            if not isinstance(system, dict) or not isinstance(system.get("parts"), list):
+                version = request.path_params.get("api_version", "v1beta")
+                raise Invalid(
+                    "Invalid value at 'system_instruction' (type.googleapis.com/google.ai."
+                    f"generativelanguage.{version}.Content), {_dumps(system)}")
             texts.insert(0, _text(system))
         return Chat(
             provider=self.name,
@@ -1109,6 +1206,10 @@ class QwenVendor(Vendor):
         429: ("Throttling", "Requests throttling triggered."),
         503: ("ServiceUnavailable", "Service is temporarily unavailable."),
     }
+
+    def system_prompts(self, body: Any) -> list[tuple[str, str]]:
+        payload = body.get("input") if isinstance(body, dict) else None
+        return _role_messages(payload, "messages", ("system",), prefix="input.")
 
     def is_stream(self, request: Request, body: Any) -> bool:
         sse = request.headers.get("x-dashscope-sse", "").lower() == "enable"
@@ -1370,6 +1471,7 @@ async def _vendor_request(state: _State, vendor: Vendor, request: Request) -> Re
         body=body,
         received_at=time.time(),
         stream=vendor.is_stream(request, body),
+        system_prompts=vendor.system_prompts(body),
     )
     mode, options = state.choose(vendor.name)
     state.update(record, mode=mode)

@@ -7,7 +7,8 @@ is copied per call. Both call paths go through the SDK's generic `post` with our
 typed errors, and the answer and the stream's events are validated by the small models below.
 The 2.x SDK (Messages API version 2026-10-21) takes no `temperature`: the configured temperature
 is not sent to Claude. Claude wants the conversation to start with a user turn and alternate, so
-leading assistant turns are dropped and consecutive turns of one role are joined.
+leading assistant turns are dropped and consecutive turns of one role are joined. The system
+prompt is the top-level `system` field.
 """
 
 from __future__ import annotations
@@ -223,6 +224,10 @@ class ClaudeProvider(Provider):
             "max_tokens": request.max_tokens,
             "messages": [{"role": t.role, "content": t.content} for t in _claude_turns(request)],
         }
+        if request.system:
+            # The top-level `system` (anthropic/types/message_create_params.py): a system
+            # prompt is never a turn of `messages`, whose first entry may not be one.
+            body["system"] = request.system
         if stream:
             body["stream"] = True
         headers = {"Authorization": f"Bearer {creds.api_key}", "Content-Type": "application/json"}

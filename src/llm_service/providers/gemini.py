@@ -3,7 +3,8 @@ end of life in 2025), on the shared httpx2 pool.
 
 One `genai.Client` is made at start-up with a placeholder key; each call sends the user's key as
 the `x-goog-api-key` header of that request, to the call's endpoint (per-request HTTP options win
-over the client's), so no client is built per request. Our `assistant` role is Gemini's `model`.
+over the client's), so no client is built per request. Our `assistant` role is Gemini's `model`;
+the system prompt is the request's `systemInstruction`.
 A bad key is HTTP 400 with reason `API_KEY_INVALID`, which is an authentication failure here. A
 stream is whole when a chunk carries a `finishReason`. Thinking tokens (`thoughtsTokenCount`)
 are billed as output, so they count as output tokens here.
@@ -170,6 +171,9 @@ class GeminiProvider(Provider):
         ]
         budget = self.thinking_budget(request.model, request.max_tokens)
         config = types.GenerateContentConfig(
+            # The request's `systemInstruction` (a Content of one text part), never a turn of
+            # `contents`, whose roles are only user and model.
+            system_instruction=request.system or None,
             temperature=request.temperature if self.takes_temperature(request.model) else None,
             max_output_tokens=request.max_tokens,
             thinking_config=None if budget is None

@@ -78,6 +78,6 @@ SPEC = VendorSpec(
     default_model="gpt-6.2-sol",
     adapter=OpenAIProvider,
     wire="openai",
-    options={"max_tokens_field": "max_completion_tokens"},
+    options={"max_tokens_field": "max_completion_tokens", "developer_role": True},
     order=10,
 )

@@ -4,7 +4,9 @@ answers, chunks and errors, parameterised by the vendor's spec. Answers are vali
 pydantic models: only the fields we use, so a vendor adding fields changes nothing, and a missing
 one is a malformed answer.
 
-Spec options: `max_tokens_field` (`max_completion_tokens` for OpenAI, `max_tokens` elsewhere).
+Spec options: `max_tokens_field` (`max_completion_tokens` for OpenAI, `max_tokens` elsewhere);
+`developer_role` (OpenAI): the system prompt of a reasoning model goes in a `developer` message
+(`system_role`), every other one in a `system` message, first in `messages`.
 The transport is the shared httpx2 pool; `openai.py` sends the same request through the official
 SDK instead. Both paths (complete and stream) make one request the same way and map failures in
 one place, `_failures`.
@@ -93,19 +95,24 @@ class _Chunk(BaseModel):
     error: Any = None
 
 
-def messages(turns: Sequence[ChatTurn]) -> list[dict[str, str]]:
-    return [{"role": turn.role, "content": turn.content} for turn in turns]
+def messages(
+    turns: Sequence[ChatTurn], system: str | None = None, system_role: str = "system"
+) -> list[dict[str, str]]:
+    """The turns in the wire format, the system prompt (when there is one) first, once."""
+    first = [{"role": system_role, "content": system}] if system else []
+    return [*first, *({"role": turn.role, "content": turn.content} for turn in turns)]
 
 
 def request_body(
     request: ChatRequest, max_tokens_field: str, *, stream: bool = False,
-    temperature: bool = True,
+    temperature: bool = True, system_role: str = "system",
 ) -> dict[str, Any]:
     """The chat-completions body. `temperature=False` leaves it out: OpenAI's reasoning models
-    (o1/o3/o4, gpt-5*, gpt-6*) answer 400 `unsupported_value` to any temperature but 1."""
+    (o1/o3/o4, gpt-5*, gpt-6*) answer 400 `unsupported_value` to any temperature but 1.
+    `request.system` is the first message, in the role `system_role`."""
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": messages(request.messages),
+        "messages": messages(request.messages, request.system, system_role),
         max_tokens_field: request.max_tokens,
     }
     if temperature:
@@ -223,10 +230,33 @@ class OpenAICompatibleProvider(Provider):
             return caps.token_limit_field
         return str(self.spec.options.get("max_tokens_field", "max_tokens"))
 
+    def system_role(self, model: str) -> str:
+        """The role of the system prompt's message: `developer` for OpenAI's reasoning models,
+        `system` for every other model and vendor.
+
+        The rule: a vendor whose spec sets `developer_role` (OpenAI) and a model the catalogue
+        gives OpenAI-style reasoning (`reasoning_effort`: o1 and later o-series, gpt-5*, gpt-6*)
+        get `developer`. Sources: openai/types/chat/chat_completion_developer_message_param.py
+        ("With o1 models and newer, `developer` messages replace the previous `system`
+        messages") and https://developers.openai.com/api/docs/guides/reasoning ("developer
+        messages are the new system messages"). OpenAI turns a `system` message into a
+        `developer` one for a reasoning model and back for the others, so `system` stays right
+        for gpt-4o, gpt-4.1 and ids the catalogue does not know; the Hugging Face router's
+        providers take `system`.
+        """
+        if not self.spec.options.get("developer_role"):
+            return "system"
+        caps = self.capabilities(model)
+        reasoning = caps.reasoning if caps is not None else None
+        if reasoning is not None and reasoning.control == "reasoning_effort":
+            return "developer"
+        return "system"
+
     def body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         """The request as this model accepts it (the catalogue's rules)."""
         return request_body(request, self._max_tokens_field(request.model), stream=stream,
-                            temperature=self.takes_temperature(request.model))
+                            temperature=self.takes_temperature(request.model),
+                            system_role=self.system_role(request.model))
 
     @asynccontextmanager
     async def _send(

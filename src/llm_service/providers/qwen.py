@@ -200,10 +200,14 @@ class QwenProvider(Provider):
         if stream:
             # Without it every event repeats the whole answer so far.
             parameters["incremental_output"] = True
+        messages = [{"role": t.role, "content": t.content} for t in request.messages]
+        if request.system:
+            # A `system` message, the first one: DashScope's place for the system prompt
+            # (https://www.alibabacloud.com/help/en/model-studio/use-qwen-by-calling-api).
+            messages.insert(0, {"role": "system", "content": request.system})
         return {
             "model": request.model,
-            "input": {"messages": [{"role": t.role, "content": t.content}
-                                   for t in request.messages]},
+            "input": {"messages": messages},
             "parameters": parameters,
         }
 

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, get_args
 
 import anyio
 from tenacity import (
@@ -47,6 +47,7 @@ from llm_service.providers.base import (
     FailureKind,
     Provider,
     ProviderError,
+    Role,
     checked_model,
     checked_tokens,
 )
@@ -65,6 +66,8 @@ T = TypeVar("T")
 # connection-level failures only (a blip or a failover), then give up and say so.
 DB_WRITE_ATTEMPTS = 3
 REPLY_CHARS_PER_TOKEN = 8
+# The roles of a conversation's turns (`ChatTurn.role`); a system prompt is never one.
+TURN_ROLES = frozenset(get_args(Role))
 NOT_STORED = ("This answer could not be saved to your chat history (our database is not "
               "reachable right now); copy it if you need it.")
 TRUNCATED = ("This answer was cut at {cap:,} characters, the most a reply with your maxTokens "
@@ -86,6 +89,12 @@ def reply_cap(runtime: Runtime, request: ChatRequest) -> int:
     """The most characters a reply may have: generous for `maxTokens` (a token is about four
     characters of English), bounded by `LLM_MAX_REPLY_CHARS`."""
     return min(request.max_tokens * REPLY_CHARS_PER_TOKEN, runtime.settings.max_reply_chars)
+
+
+def input_texts(request: ChatRequest) -> list[str]:
+    """What the vendor reads as input: the system prompt (when there is one), then the turns."""
+    turns = [t.content for t in request.messages]
+    return [request.system, *turns] if request.system else turns
 
 
 def join_warnings(*sentences: str | None) -> str | None:
@@ -115,7 +124,7 @@ def checked_usage(
     checked_in, checked_out = checked_tokens(input_tokens), checked_tokens(output_tokens)
     estimated = checked_in is None or checked_out is None
     if checked_in is None:
-        checked_in = budgets.estimate_input_tokens([t.content for t in request.messages])
+        checked_in = budgets.estimate_input_tokens(input_texts(request))
     if checked_out is None:
         checked_out = budgets.estimate_tokens(reply)
     return Usage(checked_model(model, configured_model), checked_in, checked_out, estimated)
@@ -300,7 +309,7 @@ class Spend:
         """Reserve the worst case, or raise 429 `budget_exceeded`."""
         if not self._budget.limited:
             return
-        input_tokens = budgets.estimate_input_tokens([t.content for t in request.messages])
+        input_tokens = budgets.estimate_input_tokens(input_texts(request))
         worst = self.cost(request.model, input_tokens, request.max_tokens) or Decimal(0)
         settings = self._runtime.settings
         try:
@@ -343,7 +352,9 @@ class Spend:
 async def prepare(
     runtime: Runtime, *, user_id: int, provider: str, body: ChatIn
 ) -> PreparedChat:
-    """The user's configuration, key and context (one autocommit read; two without `history`)."""
+    """The user's configuration (with the provider's system prompt), key and context (one
+    autocommit read; two without `history`). The system prompt is `ChatRequest.system`, never a
+    turn: only user and assistant rows of the history become turns."""
     adapter = runtime.providers[provider]
     async with runtime.autocommit.connect() as conn:
         config = await configs.chat_config(conn, user_id, provider)
@@ -355,9 +366,10 @@ async def prepare(
             stored = await history.recent_turns(
                 conn, user_id, provider, runtime.settings.context_messages
             )
-            context = [ChatTurn(role, content) for role, content in stored]  # type: ignore[arg-type]
+            context = [ChatTurn(role, content) for role, content in stored  # type: ignore[arg-type]
+                       if role in TURN_ROLES]
     return prepared_chat(runtime, config, user_id=user_id, provider=provider,
-                         context=context, message=body.message)
+                         context=context, message=body.message, system=config.system_prompt)
 
 
 def prepared_chat(
@@ -366,7 +378,8 @@ def prepared_chat(
     thread: Thread = DEFAULT_THREAD,
 ) -> PreparedChat:
     """The vendor call of a chat from the configuration row (`configs.chat_config`): the key
-    decrypted, the context then the message, the configured model unless `model` is given."""
+    decrypted, the context then the message, the configured model unless `model` is given, and
+    `system` (the one system prompt of the call, or None)."""
     adapter = runtime.providers[provider]
     try:
         api_key = runtime.keyring.decrypt(

@@ -52,6 +52,8 @@ def config_values(
         values["max_tokens"] = given.max_tokens
     if given.region is not None:
         values["region"] = given.region
+    if given.system_prompt is not None:  # an empty or blank one removes it
+        values["system_prompt"] = given.system_prompt if given.system_prompt.strip() else None
     return values
 
 
@@ -129,14 +131,15 @@ async def list_configs(session: AsyncSession, user_id: int) -> list[LLMConfig]:
 # Built once: constructing a statement costs about as much as executing it.
 _CHAT_CONFIG = select(
     LLMConfig.api_key_encrypted, LLMConfig.model, LLMConfig.temperature, LLMConfig.max_tokens,
-    LLMConfig.region,
+    LLMConfig.region, LLMConfig.system_prompt,
 ).where(LLMConfig.user_id == bindparam("user_id"), LLMConfig.provider == bindparam("provider"))
 
 
 async def chat_config(
     conn: AsyncConnection, user_id: int, provider: str
-) -> Row[tuple[str, str, Decimal, int, str | None]] | None:
-    """What a chat needs of the (user, provider) configuration, in one round trip."""
+) -> Row[tuple[str, str, Decimal, int, str | None, str | None]] | None:
+    """What a chat needs of the (user, provider) configuration, in one round trip: the key,
+    model, temperature, maxTokens, region and system prompt."""
     result = await conn.execute(_CHAT_CONFIG, {"user_id": user_id, "provider": provider})
     return result.first()
 
@@ -159,6 +162,7 @@ def config_view(row: LLMConfig, catalog: Catalog | None = None) -> dict[str, Any
         "apiKey": row.api_key_hint,
         "createdAt": row.created_at,
         "updatedAt": row.updated_at,
+        "systemPrompt": row.system_prompt,
     }
     if row.region is not None:
         view["region"] = row.region

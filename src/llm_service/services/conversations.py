@@ -538,7 +538,7 @@ async def plan(
     elif conversation.message_count + 1 > settings.max_conversation_messages:
         raise conversation_full(settings.max_conversation_messages)
     system = system_prompt(conversation.system_prompt, None,
-                           getattr(config, "system_prompt", None))
+                           config.system_prompt)
     window = context_window(runtime, provider, model)
     fixed = config.max_tokens + (budgets.estimate_input_tokens([system.text])
                                  if system.text else 0)
