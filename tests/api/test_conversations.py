@@ -156,12 +156,14 @@ async def test_patch_renames_pins_archives_and_sets_the_system_prompt(api: Api) 
         assert refused.status_code == 422 and refused.json()["details"][0]["field"] == field
 
 
-async def test_stored_text_is_sanitized(api: Api) -> None:
+async def test_stored_messages_and_titles_are_sanitized(api: Api) -> None:
     await configure(api)
     created = await conversation(api, title="Plan <script>alert(1)</script>",
                                  systemPrompt="Hi <img src=x onerror=alert(1)> there")
     assert created["title"] == "Plan"
-    assert "onerror" not in created["systemPrompt"]
+    # A system prompt is an instruction for the vendor, stored and sent as typed (as a
+    # configuration's is), never rendered as a message.
+    assert created["systemPrompt"] == "Hi <img src=x onerror=alert(1)> there"
     await say(api, created["id"], "Look <script>steal()</script> `a < b`")
     stored = (await branch(api, created["id"]))["messages"][0]["content"]
     assert stored == "Look  `a < b`"

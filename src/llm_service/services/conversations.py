@@ -220,16 +220,12 @@ async def create(session: AsyncSession, runtime: Runtime, user_id: int,
         user_id=user_id, provider=body.provider, model=body.model or config.model,
         title=_stored_title(body.title, hosts) if body.title is not None else None,
         title_source="user" if body.title is not None else None,
-        system_prompt=_stored_prompt(body.system_prompt, hosts), pinned=body.pinned,
+        system_prompt=body.system_prompt, pinned=body.pinned,
         archived=False, message_count=0, created_at=now, updated_at=now,
     )
     session.add(row)
     await session.flush()
     return row
-
-
-def _stored_prompt(text: str | None, hosts: Sequence[str]) -> str | None:
-    return sanitize(text, image_hosts=hosts) if text is not None else None
 
 
 def _stored_title(text: str, hosts: Sequence[str]) -> str:
@@ -275,7 +271,7 @@ async def change(session: AsyncSession, runtime: Runtime, user_id: int, conversa
     if "archived" in given:
         row.archived = patch.archived
     if "system_prompt" in given:
-        row.system_prompt = _stored_prompt(patch.system_prompt, hosts)
+        row.system_prompt = patch.system_prompt  # as typed, like a configuration's
     if "active_message_id" in given:
         links = await _links(session, conversation_id)
         if patch.active_message_id not in links:
