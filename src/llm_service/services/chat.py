@@ -6,6 +6,9 @@ autocommit connection: the read is one `SELECT` (two without `history` in the re
 one `INSERT` of both rows, so each is a single round trip with no `BEGIN`/`COMMIT` around it, and
 the two rows are stored together because one statement is atomic. A vendor failure stores
 nothing. The vendor gets the message as typed; what is stored and returned is sanitized.
+Where the exchange is stored is the call's `Thread`: the provider's default thread here, or a
+conversation (`services/conversations.py`, which reads its own context and system prompt and
+writes its exchange in one transaction), through this same answer path.
 
 Once the vendor has answered, the user has paid for the answer, so a database failure after it
 never costs them the answer: storing the exchange and settling the budget are each retried
