@@ -23,7 +23,13 @@ from fastapi import FastAPI
 from sqlalchemy import delete
 
 from llm_service.app import create_app
-from llm_service.db.models import BudgetReservation, BudgetUsage, ChatMessage, LLMConfig
+from llm_service.db.models import (
+    BudgetReservation,
+    BudgetUsage,
+    ChatMessage,
+    Conversation,
+    LLMConfig,
+)
 from llm_service.providers.registry import provider_ids
 from llm_service.runtime import Runtime
 from llm_service.security.crypto import generate_key_hex
@@ -163,8 +169,10 @@ async def api(
     app, settings = app_under_test
     fake_vendor.reset()
     runtime: Runtime = app.state.runtime
+    await runtime.background.wait_idle(30)  # a title still being made by an earlier test
     async with runtime.sessions() as session, session.begin():
         await session.execute(delete(ChatMessage))
+        await session.execute(delete(Conversation))
         await session.execute(delete(LLMConfig))
         await session.execute(delete(BudgetUsage))
         await session.execute(delete(BudgetReservation))

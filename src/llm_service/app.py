@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from llm_service import __version__
-from llm_service.api import chat, configs, health, history, usage
+from llm_service.api import chat, configs, conversations, health, history, usage
 from llm_service.api import metrics as metrics_api
 from llm_service.api.deps import add_body_schemas
 from llm_service.db import migrate
@@ -86,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             yield
         finally:
+            runtime = getattr(app.state, "runtime", None)
+            if runtime is not None:  # titles still being made use the pool and the engine
+                await runtime.background.close()
             await http.aclose()
             await engine.dispose()
 
@@ -104,8 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         static_url=DOCS_ASSETS_URL,
     )
     install_error_handlers(app)
-    routers = (health.router, configs.router, history.router, chat.router, usage.router,
-               metrics_api.router)
+    routers = (health.router, configs.router, history.router, chat.router,
+               conversations.router, usage.router, metrics_api.router)
     for router in routers:
         app.include_router(router)
     # For the Allow header of 405 answers.
@@ -117,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After", "X-RateLimit-Limit",
                             "X-RateLimit-Remaining", "X-RateLimit-Reset"],

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from llm_service.background import BackgroundTasks
 from llm_service.catalog import Catalog
 from llm_service.metrics import NullMetrics
 from llm_service.providers.registry import ProviderRegistry
@@ -28,3 +29,5 @@ class Runtime:
     catalog: Catalog  # prices, defaults and request rules (the registry's adapters use it too)
     metrics: NullMetrics
     chat_slots: ConcurrencyCap
+    # Work no answer waits for (conversation titles); finished or cancelled at shutdown.
+    background: BackgroundTasks = field(default_factory=BackgroundTasks)

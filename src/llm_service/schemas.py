@@ -11,12 +11,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 ApiKey = Annotated[
@@ -165,6 +167,17 @@ def _limit(info: ValidationInfo, name: str, default: int) -> int:
 _NO_NUL = r"^[^\x00]*$"
 
 
+def _chat_message(value: str, info: ValidationInfo) -> str:
+    """A chat message: 1 to LLM_MAX_MESSAGE_CHARS characters after trimming, storable."""
+    trimmed = len(value.strip(_ASCII_SPACE))
+    limit = _limit(info, "max_message_chars", 32_000)
+    if trimmed == 0:
+        raise ValueError("must not be empty")
+    if trimmed > limit:
+        raise ValueError(f"must be at most {limit} characters after trimming")
+    return _storable(value)
+
+
 class ChatHistoryItem(_In):
     role: Literal["user", "assistant"]
     content: str = Field(description="At most LLM_MAX_MESSAGE_CHARS (32,000) characters, no NUL.",
@@ -213,13 +226,7 @@ class ChatIn(_In):
     @field_validator("message")
     @classmethod
     def _message_length(cls, value: str, info: ValidationInfo) -> str:
-        trimmed = len(value.strip(_ASCII_SPACE))
-        limit = _limit(info, "max_message_chars", 32_000)
-        if trimmed == 0:
-            raise ValueError("must not be empty")
-        if trimmed > limit:
-            raise ValueError(f"must be at most {limit} characters after trimming")
-        return _storable(value)
+        return _chat_message(value, info)
 
     @field_validator("history")
     @classmethod
@@ -262,6 +269,11 @@ class ChatOut(BaseModel):
         None, description='Present ("length") when the vendor cut the reply at maxTokens: the '
         "widget can say it was cut short.",
     )
+    conversationId: int | None = Field(
+        None, examples=[12], description="Conversation routes only: the conversation.")
+    parentId: int | None = Field(
+        None, examples=[123], description="Conversation routes only: the id of the user "
+        "message the reply answers (edit it with `editOf`, answer it again with regenerate).")
 
     def body(self) -> dict[str, Any]:
         """The answer as sent (JSON route and the stream's `done`): the notes (`warning`,
@@ -324,7 +336,8 @@ class ModelStatusView(BaseModel):
                                     description="The suggested current model.")
 
 
-_NOTES = ("warning", "truncated", "tokensEstimated", "finishReason")
+_NOTES = ("warning", "truncated", "tokensEstimated", "finishReason", "conversationId",
+          "parentId")
 
 
 class ConfigView(BaseModel):
@@ -444,3 +457,336 @@ class AdminUsageOut(BaseModel):
     byDay: list[UsageGroup]
     topUsers: list[TopUser]
     total: UsageFigures
+
+
+# ---------------------------------------------------------------------------- conversations
+
+_MAX_ID = 2**63 - 1  # BIGINT: a larger id names nothing
+MessageId = Annotated[int, Field(strict=True, ge=1, le=_MAX_ID), BeforeValidator(_whole_number)]
+TITLE_MAX_CHARS = 200
+
+
+def _provider_id(value: str) -> str:
+    from llm_service.providers.registry import provider_ids  # the one vendor list
+
+    if value not in provider_ids():
+        raise ValueError(f"must be one of {', '.join(provider_ids())}")
+    return value
+
+
+def _provider_enum(schema: dict[str, Any]) -> None:
+    from llm_service.providers.registry import provider_ids
+
+    schema["enum"] = list(provider_ids())
+
+
+ProviderId = Annotated[str, AfterValidator(_provider_id),
+                       Field(examples=["openai"], description="A provider id.",
+                             json_schema_extra=_provider_enum)]
+
+
+def _system_prompt(value: str | None, info: ValidationInfo) -> str | None:
+    """A system prompt: null (none), else 1 to LLM_MAX_SYSTEM_PROMPT_CHARS characters."""
+    if value is None:
+        return None
+    limit = _limit(info, "max_system_prompt_chars", 8_000)
+    if not value.strip(_ASCII_SPACE):
+        raise ValueError("must not be blank; send null for no system prompt")
+    if len(value) > limit:
+        raise ValueError(f"must be at most {limit} characters (LLM_MAX_SYSTEM_PROMPT_CHARS)")
+    return _storable(value)
+
+
+def _title(value: str) -> str:
+    if not value.strip(_ASCII_SPACE):
+        raise ValueError("must not be blank")
+    if len(value) > TITLE_MAX_CHARS:
+        raise ValueError(f"must be at most {TITLE_MAX_CHARS} characters")
+    return _storable(value)
+
+
+# Something besides ASCII whitespace, and no NUL anywhere (the validators' rule, for the schema).
+_TEXT = r"^[^\x00]*[^ \t\n\r\f\v\x00][^\x00]*$"
+_TITLE_SCHEMA = {"pattern": _TEXT, "minLength": 1, "maxLength": TITLE_MAX_CHARS}
+
+
+def _title_schema(schema: dict[str, Any]) -> None:
+    _optional_not_null(schema)
+    schema.update(_TITLE_SCHEMA)
+
+
+def _prompt_schema(schema: dict[str, Any]) -> None:
+    for option in schema.get("anyOf", []):
+        if option.get("type") == "string":
+            option.update({"pattern": _TEXT, "minLength": 1, "maxLength": 8_000})
+
+
+_SYSTEM_PROMPT_DOC = ("The conversation's system prompt (it wins over the provider's default); "
+                      "at most LLM_MAX_SYSTEM_PROMPT_CHARS (8,000) characters; null: none.")
+
+
+class ConversationIn(_In):
+    """Body of POST /llm/conversations."""
+
+    model_config = ConfigDict(
+        extra="ignore", frozen=True,
+        json_schema_extra={"examples": [
+            {"provider": "openai"},
+            {"provider": "claude", "model": "claude-haiku-5-5", "title": "Trip to Lisbon",
+             "systemPrompt": "You are a concise travel planner.", "pinned": True},
+        ]},
+    )
+
+    provider: ProviderId
+    model: ModelName = Field(  # type: ignore[assignment]
+        None, json_schema_extra=_optional_not_null,
+        description="Default: the provider configuration's model.")
+    title: str = Field(  # type: ignore[assignment]
+        None, json_schema_extra=_title_schema,
+        description=f"1-{TITLE_MAX_CHARS} characters; default: made after the first exchange.")
+    system_prompt: str | None = Field(None, alias="systemPrompt", description=_SYSTEM_PROMPT_DOC,
+                                      json_schema_extra=_prompt_schema)
+    pinned: bool = Field(False, strict=True)
+
+    @field_validator("model", "title", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null; leave the field out")
+        return value
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str) -> str:
+        return _title(value)
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _system_prompt(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _system_prompt(value, info)
+
+
+class ConversationPatch(_In):
+    """Body of PATCH /llm/conversations/{id}: only the fields present change."""
+
+    model_config = ConfigDict(
+        extra="ignore", frozen=True,
+        json_schema_extra={"examples": [
+            {"title": "Lisbon, 3 days"}, {"pinned": True}, {"archived": True},
+            {"systemPrompt": "Answer in French."}, {"systemPrompt": None},
+            {"activeMessageId": 124},
+        ]},
+    )
+
+    title: str = Field(  # type: ignore[assignment]
+        None, json_schema_extra=_title_schema,
+        description=f"1-{TITLE_MAX_CHARS} characters; a title set here is never replaced.")
+    pinned: bool = Field(None, strict=True, json_schema_extra=_optional_not_null)  # type: ignore[assignment]
+    archived: bool = Field(None, strict=True, json_schema_extra=_optional_not_null)  # type: ignore[assignment]
+    system_prompt: str | None = Field(None, alias="systemPrompt", description=_SYSTEM_PROMPT_DOC,
+                                      json_schema_extra=_prompt_schema)
+    active_message_id: MessageId = Field(  # type: ignore[assignment]
+        None, alias="activeMessageId", json_schema_extra=_optional_not_null,
+        description="Switch branches: the branch through this message becomes the active one "
+        "(it ends at the newest message below it).")
+
+    @field_validator("title", "pinned", "archived", "active_message_id", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep it")
+        return value
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str) -> str:
+        return _title(value)
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _system_prompt(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _system_prompt(value, info)
+
+
+def _optional_provider(schema: dict[str, Any]) -> None:
+    _optional_not_null(schema)
+    _provider_enum(schema)
+
+
+class _VendorChoice(_In):
+    provider: ProviderId = Field(  # type: ignore[assignment]
+        None, json_schema_extra=_optional_provider,
+        description="This message only: another of the user's configured providers (its "
+        "configured model unless `model` is given). Default: the conversation's.")
+    model: ModelName = Field(  # type: ignore[assignment]
+        None, json_schema_extra=_optional_not_null,
+        description="This message only: another model. Default: the conversation's model (or "
+        "the configured one of another provider).")
+
+    @field_validator("provider", "model", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null; leave the field out")
+        return value
+
+
+class ConversationMessageIn(_VendorChoice):
+    """Body of POST /llm/conversations/{id}/messages (and /stream)."""
+
+    model_config = ConfigDict(
+        extra="ignore", frozen=True,
+        json_schema_extra={"examples": [
+            {"message": "And what should I see on day two?"},
+            {"message": "What should I see on day two, by tram?", "editOf": 123},
+            {"message": "Compare that with Porto.", "provider": "claude",
+             "model": "claude-haiku-5-5"},
+        ],
+            # A place is the end of the active branch, parentId or editOf: not both.
+            "not": {"required": ["parentId", "editOf"]}},
+    )
+
+    message: str = Field(
+        description="1 to LLM_MAX_MESSAGE_CHARS (32,000) characters after trimming, no NUL; sent "
+                    "as typed.",
+        json_schema_extra={"pattern": _TEXT, "maxLength": 32_000},
+    )
+    parent_id: MessageId = Field(  # type: ignore[assignment]
+        None, alias="parentId", json_schema_extra=_optional_not_null,
+        description="The reply this message follows (default: the end of the active branch).")
+    edit_of: MessageId = Field(  # type: ignore[assignment]
+        None, alias="editOf", json_schema_extra=_optional_not_null,
+        description="Edit a user message: the new one becomes its sibling (the old one stays).")
+
+    @field_validator("parent_id", "edit_of", mode="before")
+    @classmethod
+    def _refuse_null_ids(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null; leave the field out")
+        return value
+
+    @field_validator("message")
+    @classmethod
+    def _message_length(cls, value: str, info: ValidationInfo) -> str:
+        return _chat_message(value, info)
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ConversationMessageIn:
+        if self.parent_id is not None and self.edit_of is not None:
+            raise ValueError("give parentId or editOf, not both")
+        return self
+
+
+class RegenerateIn(_VendorChoice):
+    """Body of POST /llm/conversations/{id}/messages/{messageId}/regenerate (may be empty)."""
+
+    model_config = ConfigDict(
+        extra="ignore", frozen=True,
+        json_schema_extra={"examples": [{}, {"provider": "gemini"}]},
+    )
+
+
+class ForkIn(_In):
+    """Body of POST /llm/conversations/{id}/fork."""
+
+    model_config = ConfigDict(
+        extra="ignore", frozen=True,
+        json_schema_extra={"examples": [{"messageId": 124}, {"messageId": 124,
+                                                             "title": "Lisbon, plan B"}]},
+    )
+
+    message_id: MessageId = Field(  # type: ignore[assignment]
+        None, alias="messageId", json_schema_extra=_optional_not_null,
+        description="The last message copied (with its branch up to the first message); "
+        "default: the end of the active branch.")
+    title: str = Field(  # type: ignore[assignment]
+        None, json_schema_extra=_title_schema,
+        description="Default: the conversation's title.")
+
+    @field_validator("message_id", "title", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null; leave the field out")
+        return value
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str) -> str:
+        return _title(value)
+
+
+class ConversationView(BaseModel):
+    id: int = Field(examples=[12])
+    provider: str = Field(examples=["openai"], description="The provider it started with.")
+    model: str = Field(examples=["gpt-6.2-sol"], description="The model it started with.")
+    title: str | None = Field(
+        examples=["Three days in Lisbon"],
+        description="Null only until the first exchange is stored.")
+    titleSource: Literal["user", "auto", "fallback"] | None = Field(
+        examples=["auto"], description="user: set by the user; auto: made by the vendor; "
+        "fallback: the first words of the first message.")
+    systemPrompt: str | None = Field(examples=["You are a concise travel planner."])
+    pinned: bool
+    archived: bool
+    activeLeafId: int | None = Field(examples=[124],
+                                     description="The last message of the active branch.")
+    messageCount: int = Field(examples=[4], description="Messages of every branch.")
+    createdAt: datetime
+    updatedAt: datetime
+    lastMessageAt: datetime | None
+
+
+class ConversationListOut(BaseModel):
+    conversations: list[ConversationView] = Field(description="Newest activity first.")
+    nextCursor: str | None = Field(
+        examples=["MTc2NDc2NDgwMDAwMDAwMDoxMg"],
+        description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class ConversationMessage(BaseModel):
+    id: int = Field(examples=[124])
+    parentId: int | None = Field(examples=[123], description="Null for a first message.")
+    role: Literal["user", "assistant"]
+    content: str
+    tokensUsed: int
+    createdAt: datetime
+    provider: str = Field(examples=["openai"])
+    model: str | None = Field(None, description="Replies: the model that wrote it.")
+    siblingIds: list[int] = Field(
+        examples=[[124, 130]], description="The messages sharing its parent, itself included, "
+        "oldest first: more than one means edits or regenerations to switch between.")
+    interrupted: bool | None = None
+    tokensEstimated: bool | None = None
+    finishReason: Literal["length"] | None = None
+
+
+class ConversationMessagesOut(BaseModel):
+    conversationId: int
+    view: Literal["branch", "tree"]
+    activeLeafId: int | None
+    messages: list[ConversationMessage] = Field(
+        description="branch: the active branch from its first message; tree: every message, "
+        "oldest first (build the tree from parentId).")
+
+
+class PreviewTurn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class ConversationPreviewOut(BaseModel):
+    provider: str = Field(examples=["openai"])
+    model: str = Field(examples=["gpt-6.2-sol"])
+    system: str | None = Field(description="The one system prompt the vendor gets.")
+    systemSource: Literal["conversation", "template", "provider"] | None = Field(
+        description="Where it comes from: the conversation's, else its template's, else the "
+        "provider configuration's default.")
+    messages: list[PreviewTurn] = Field(description="The context, oldest first; the next "
+                                        "message is sent after it.")
+    contextWindow: int = Field(examples=[1050000])
+    contextTokens: int = Field(description="The estimated tokens of the system prompt and "
+                               "the context.")
+    droppedMessages: int = Field(description="Older messages of the branch left out so the "
+                                 "context fits the model's window.")
+    maxTokens: int

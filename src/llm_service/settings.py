@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     # A system prompt's size (a provider's default, a conversation's own); longer is 422.
     max_system_prompt_chars: int = Field(8_000, alias="LLM_MAX_SYSTEM_PROMPT_CHARS", ge=1,
                                          le=200_000)
+    # Conversations (issue 15): how many a user may keep, how many messages one may hold (every
+    # branch counted), and whether a title is made by the vendor after the first exchange.
+    max_conversations: int = Field(2_000, alias="LLM_MAX_CONVERSATIONS", ge=1)
+    max_conversation_messages: int = Field(1_000, alias="LLM_MAX_CONVERSATION_MESSAGES", ge=2,
+                                           le=100_000)
+    auto_titles: bool = Field(True, alias="LLM_AUTO_TITLES")
     # Hosts whose images a stored message or reply may show; any other image becomes a link.
     allowed_image_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="LLM_ALLOWED_IMAGE_HOSTS"

@@ -23,6 +23,22 @@ async def test_every_route_is_described_with_its_answers(api: Api) -> None:
             "200", "400", "401", "404", "413", "422", "429", "502", "503", "504"},
         ("/llm/chat/{provider}/stream", "post"): {
             "200", "400", "401", "404", "413", "422", "429", "502", "503", "504"},
+        ("/llm/conversations", "get"): {"200", "401", "422", "503"},
+        ("/llm/conversations", "post"): {"201", "400", "401", "413", "422", "503"},
+        ("/llm/conversations/{conversationId}", "get"): {"200", "401", "404", "503"},
+        ("/llm/conversations/{conversationId}", "patch"): {"200", "401", "404", "422", "503"},
+        ("/llm/conversations/{conversationId}", "delete"): {"200", "401", "404", "503"},
+        ("/llm/conversations/{conversationId}/messages", "get"): {"200", "401", "404", "503"},
+        ("/llm/conversations/{conversationId}/preview", "get"): {"200", "400", "401", "404",
+                                                                 "503"},
+        ("/llm/conversations/{conversationId}/fork", "post"): {"201", "401", "404", "413",
+                                                              "422", "503"},
+        **{(path, "post"): {"200", "400", "401", "404", "413", "422", "429", "502", "503", "504"}
+           for path in ("/llm/conversations/{conversationId}/messages",
+                        "/llm/conversations/{conversationId}/messages/stream",
+                        "/llm/conversations/{conversationId}/messages/{messageId}/regenerate",
+                        "/llm/conversations/{conversationId}/messages/{messageId}/regenerate"
+                        "/stream")},
         ("/health", "get"): {"200"},
         ("/health/ready", "get"): {"200", "503"},
     }
@@ -64,3 +80,24 @@ async def test_chat_body_schema_resolves_its_references(api: Api) -> None:
     assert item_ref == "#/components/schemas/ChatHistoryItem"
     assert set(schemas["ChatHistoryItem"]["properties"]) == {"role", "content"}
     assert "$defs" not in str(spec)
+
+
+async def test_conversation_bodies_are_documented_with_examples(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    for name in ("ConversationIn", "ConversationPatch", "ConversationMessageIn", "RegenerateIn",
+                 "ForkIn"):
+        assert schemas[name]["examples"], name
+    send = schemas["ConversationMessageIn"]
+    assert send["required"] == ["message"]
+    assert set(send["properties"]) == {"message", "parentId", "editOf", "provider", "model"}
+    assert send["not"] == {"required": ["parentId", "editOf"]}
+    assert schemas["ConversationIn"]["properties"]["provider"]["enum"] == [
+        "openai", "gemini", "claude", "qwen", "huggingface"]
+    assert schemas["ConversationIn"]["properties"]["title"]["maxLength"] == 200
+    for path in ("/llm/conversations/{conversationId}/messages/stream",
+                 "/llm/conversations/{conversationId}/messages/{messageId}/regenerate/stream"):
+        assert "text/event-stream" in spec["paths"][path]["post"]["responses"]["200"]["content"]
+    listing = {p["name"]: p for p in spec["paths"]["/llm/conversations"]["get"]["parameters"]}
+    assert set(listing) == {"provider", "pinned", "archived", "limit", "cursor"}
+    assert listing["limit"]["schema"]["maximum"] == 200

@@ -32,7 +32,7 @@ async def own_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 async def test_ready_only_at_the_migration_head(own_database: Api) -> None:
     api = own_database
     engine = api.runtime.engine
-    assert migrate.head_revision() == "0006"
+    assert migrate.head_revision() == "0007"
     assert (await api.client.get("/health/ready")).status_code == 200
 
     await migrate.downgrade(engine, "0004")

@@ -96,6 +96,41 @@ async def test_every_200_body_matches_its_declared_model(
         await call("GET", "/llm/usage", "/llm/usage", headers=me)
         await call("GET", "/llm/usage/limits", "/llm/usage/limits", headers=me)
         await call("GET", "/llm/admin/usage", "/llm/admin/usage", headers=admin)
+        await conversation_routes(client, checker, call, me)
         await call("DELETE", "/llm/history/{provider}", "/llm/history/openai", headers=me)
         await call("DELETE", "/llm/config/{provider}", "/llm/config/openai", headers=me)
         assert checker.checked == set(checker.declared)  # a new route needs a line here
+
+
+ONE = "/llm/conversations/{conversationId}"
+
+
+async def conversation_routes(client: Any, checker: Checker, call: Any,
+                              me: dict[str, str]) -> None:
+    """Every conversation route; the 201 answers (create, fork) and the streams' `done`
+    checked against their models too."""
+    created = await client.post("/llm/conversations", headers=me, json={"provider": "openai"})
+    assert created.status_code == 201, created.text
+    checker.check_ref("#/components/schemas/ConversationView", created.json())
+    url = f"/llm/conversations/{created.json()['id']}"
+    sent = await call("POST", ONE + "/messages", url + "/messages", headers=me,
+                      json={"message": "hello"})
+    await call("POST", ONE + "/messages/{messageId}/regenerate",
+               f"{url}/messages/{sent['id']}/regenerate", headers=me, json={})
+    for stream in (url + "/messages/stream", f"{url}/messages/{sent['id']}/regenerate/stream"):
+        streamed = await client.post(stream, headers=me, json={"message": "stream"})
+        done = [json.loads(block.split("data: ", 1)[1])
+                for block in streamed.text.split("\n\n") if block.startswith("event: done")]
+        assert len(done) == 1, streamed.text
+        checker.check_ref("#/components/schemas/ChatOut", done[0])
+    await call("GET", "/llm/conversations", "/llm/conversations", headers=me)
+    await call("GET", ONE, url, headers=me)
+    await call("PATCH", ONE, url, headers=me, json={"pinned": True, "systemPrompt": "Be brief."})
+    await call("GET", ONE + "/messages", url + "/messages", headers=me)
+    tree = await client.get(url + "/messages", params={"view": "tree"}, headers=me)
+    checker.check_ref(checker.declared[("GET", ONE + "/messages")], tree.json())
+    await call("GET", ONE + "/preview", url + "/preview", headers=me)
+    forked = await client.post(url + "/fork", headers=me, json={})
+    assert forked.status_code == 201, forked.text
+    checker.check_ref("#/components/schemas/ConversationView", forked.json())
+    await call("DELETE", ONE, url, headers=me)

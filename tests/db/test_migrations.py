@@ -71,7 +71,7 @@ async def test_upgrade_builds_the_plans_tables(engine: AsyncEngine) -> None:
     assert "ix_llm_chat_history_user_provider_created" in tables[  # type: ignore[operator]
         "llm_chat_history"]["indexes"]
     assert tables["llm_configs"]["foreign_keys"] == []  # type: ignore[index]
-    assert await migrate.current_revision(engine) == "0006"
+    assert await migrate.current_revision(engine) == "0007"
 
 
 async def test_downgrade_removes_everything_and_upgrade_again_works(engine: AsyncEngine) -> None:
@@ -86,7 +86,7 @@ async def test_downgrade_removes_everything_and_upgrade_again_works(engine: Asyn
 async def test_upgrade_twice_is_a_no_op(engine: AsyncEngine) -> None:
     await migrate.upgrade(engine)
     await migrate.upgrade(engine)
-    assert await migrate.current_revision(engine) == "0006"
+    assert await migrate.current_revision(engine) == "0007"
 
 
 async def test_defaults_of_the_plan_hold_in_the_database(engine: AsyncEngine) -> None:
@@ -108,8 +108,9 @@ async def test_with_a_users_table_rows_go_when_their_user_is_deleted(engine: Asy
         await conn.execute(text("INSERT INTO users (id, email) VALUES (1, 'a@x'), (2, 'b@x')"))
     await migrate.upgrade(engine)
     tables = await schema(engine)
-    for table in ("llm_configs", "llm_chat_history"):
-        assert tables[table]["foreign_keys"] == [("users", "CASCADE")]  # type: ignore[index]
+    assert tables["llm_configs"]["foreign_keys"] == [("users", "CASCADE")]  # type: ignore[index]
+    assert sorted(tables["llm_chat_history"]["foreign_keys"]) == [  # type: ignore[index]
+        ("llm_conversations", "CASCADE"), ("users", "CASCADE")]
     async with engine.begin() as conn:
         for user in (1, 2):
             await conn.execute(text(
@@ -137,3 +138,45 @@ async def test_with_a_users_table_rows_of_unknown_users_are_refused(engine: Asyn
                 "INSERT INTO llm_chat_history (user_id, provider, role, content)"
                 " VALUES (99, 'openai', 'user', 'hi')"
             ))
+
+
+async def test_with_a_users_table_conversations_and_their_messages_go_with_their_user(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text(USERS_TABLE))
+        await conn.execute(text("INSERT INTO users (id, email) VALUES (1, 'a@x'), (2, 'b@x')"))
+    await migrate.upgrade(engine)
+    async with engine.begin() as conn:
+        for user in (1, 2):
+            conversation = (await conn.execute(text(
+                "INSERT INTO llm_conversations (user_id, provider, model)"
+                f" VALUES ({user}, 'openai', 'gpt-4o') RETURNING id"
+            ))).scalar_one()
+            await conn.execute(text(
+                "INSERT INTO llm_chat_history (user_id, provider, role, content, conversation_id)"
+                f" VALUES ({user}, 'openai', 'user', 'hi', {conversation})"
+            ))
+        await conn.execute(text("DELETE FROM users WHERE id = 1"))
+    async with engine.connect() as conn:
+        conversations = (await conn.execute(text("SELECT user_id FROM llm_conversations")))
+        messages = (await conn.execute(text("SELECT user_id FROM llm_chat_history")))
+        assert (list(conversations.scalars()), list(messages.scalars())) == ([2], [2])
+
+
+async def test_deleting_a_conversation_deletes_its_messages_and_only_them(
+    engine: AsyncEngine,
+) -> None:
+    await migrate.upgrade(engine)
+    async with engine.begin() as conn:
+        ids = [(await conn.execute(text(
+            "INSERT INTO llm_conversations (user_id, provider, model)"
+            " VALUES (1, 'openai', 'gpt-4o') RETURNING id"))).scalar_one() for _ in range(2)]
+        for conversation in (*ids, "NULL"):
+            await conn.execute(text(
+                "INSERT INTO llm_chat_history (user_id, provider, role, content, conversation_id)"
+                f" VALUES (1, 'openai', 'user', 'in {conversation}', {conversation})"))
+        await conn.execute(text(f"DELETE FROM llm_conversations WHERE id = {ids[0]}"))
+    async with engine.connect() as conn:
+        left = (await conn.execute(text("SELECT content FROM llm_chat_history ORDER BY id")))
+        assert list(left.scalars()) == [f"in {ids[1]}", "in NULL"]

@@ -37,7 +37,8 @@ def key_of(user: int, provider: str) -> str:
     return f"sk-user{user}-{provider}-k"
 
 
-async def seed_owner(api: Api) -> None:
+async def seed_owner(api: Api) -> dict[str, int]:
+    """User 1's configurations, histories and a titled conversation; its ids."""
     auth = api.auth(OWNER)
     for provider in PROVIDERS:
         saved = await api.client.post(
@@ -52,6 +53,15 @@ async def seed_owner(api: Api) -> None:
                 f"/llm/chat/{provider}", json={"message": message}, headers=auth
             )
             assert sent.status_code == 200, sent.text
+    created = await api.client.post(
+        "/llm/conversations", json={"provider": "openai", "systemPrompt": "owner secret prompt"},
+        headers=auth)
+    assert created.status_code == 201, created.text
+    sent = await api.client.post(f"/llm/conversations/{created.json()['id']}/messages",
+                                 json={"message": "owner secret conversation"}, headers=auth)
+    assert sent.status_code == 200, sent.text
+    await api.runtime.background.wait_idle(10)  # the title is made
+    return {"victim": created.json()["id"], "victim_message": sent.json()["id"]}
 
 
 async def owner_rows(api: Api) -> dict[str, list[tuple[Any, ...]]]:
@@ -78,7 +88,11 @@ def steps_for(user: int) -> list[Step]:
         ("GET", "/llm/usage/limits", None, {"params": {"userId": OWNER}}),
         ("GET", "/llm/admin/usage", None, {}),
     ]
-    steps: list[Step] = [("GET", "/llm/configs", None, {}), *usage]
+    steps: list[Step] = [("GET", "/llm/configs", None, {}), *usage,
+                         ("GET", "/llm/conversations", None, {}),
+                         ("POST", "/llm/conversations", None,
+                          {"json": {"provider": "openai", "userId": OWNER}}),
+                         *owner_conversation_steps("victim_message")]
     for p in PROVIDERS:
         steps += [
             ("GET", "/llm/history/{provider}", p, {}),
@@ -102,7 +116,7 @@ def steps_for(user: int) -> list[Step]:
             ("POST", "/llm/chat/{provider}/stream", p, {"json": {"message": "my own stream"}}),
             ("GET", "/llm/history/{provider}", p, {}),
         ]
-    steps += [("GET", "/llm/configs", None, {}), *usage]
+    steps += [("GET", "/llm/configs", None, {}), *usage, *conversation_steps()]
     for p in PROVIDERS:
         steps += [
             ("DELETE", "/llm/history/{provider}", p, {}),
@@ -114,7 +128,64 @@ def steps_for(user: int) -> list[Step]:
     return steps
 
 
-WHEN = {"id", "createdAt", "updatedAt", "requestId"}
+ONE = "/llm/conversations/{conversationId}"
+REGENERATE = ONE + "/messages/{messageId}/regenerate"
+
+
+def owner_conversation_steps(message: str) -> list[Step]:
+    """Every conversation route on user 1's conversation (and with `message`, a message id of
+    user 1's or of the caller's own): each must be the 404 of a missing one."""
+    at_owner = {"conversationId": "victim", "messageId": message}
+    return [
+        ("GET", ONE, None, {"ids": at_owner}),
+        ("PATCH", ONE, None, {"ids": at_owner, "json": {"title": "mine", "pinned": True}}),
+        ("GET", ONE + "/messages", None, {"ids": at_owner, "params": {"view": "tree"}}),
+        ("GET", ONE + "/preview", None, {"ids": at_owner}),
+        ("POST", ONE + "/fork", None, {"ids": at_owner, "json": {}}),
+        ("POST", ONE + "/messages", None, {"ids": at_owner, "json": {"message": "hello?"}}),
+        ("POST", ONE + "/messages/stream", None, {"ids": at_owner,
+                                                  "json": {"message": "hello?"}}),
+        ("POST", REGENERATE, None, {"ids": at_owner, "json": {}}),
+        ("POST", REGENERATE + "/stream", None, {"ids": at_owner}),
+        ("DELETE", ONE, None, {"ids": at_owner}),
+    ]
+
+
+def conversation_steps() -> list[Step]:
+    """The caller's own conversation, made, used and deleted, with user 1's ids in between."""
+    own = {"conversationId": "own", "messageId": "own_message"}
+    return [
+        ("POST", "/llm/conversations", None,
+         {"json": {"provider": "openai", "userId": OWNER}, "save": "own"}),
+        ("GET", "/llm/conversations", None, {"params": {"provider": "openai", "userId": OWNER}}),
+        ("GET", ONE, None, {"ids": own}),
+        ("PATCH", ONE, None, {"ids": own, "json": {"pinned": True, "systemPrompt": "mine"}}),
+        ("POST", ONE + "/messages", None,
+         {"ids": own, "json": {"message": "my own conversation message"}, "save": "own_message"}),
+        ("POST", ONE + "/messages/stream", None,
+         {"ids": own, "json": {"message": "my own streamed conversation message"}}),
+        ("POST", REGENERATE, None, {"ids": own, "json": {"userId": OWNER}}),
+        ("POST", REGENERATE + "/stream", None, {"ids": own}),
+        ("GET", ONE + "/messages", None, {"ids": own}),
+        ("GET", ONE + "/messages", None, {"ids": own, "params": {"view": "tree"}}),
+        ("GET", ONE + "/preview", None, {"ids": own}),
+        ("POST", ONE + "/fork", None, {"ids": own, "json": {}, "save": "fork"}),
+        ("GET", "/llm/conversations", None, {}),
+        ("DELETE", ONE, None, {"ids": {"conversationId": "fork"}}),
+        # User 1's message in the caller's conversation, the caller's in user 1's.
+        ("POST", REGENERATE, None, {"ids": {"conversationId": "own",
+                                            "messageId": "victim_message"}}),
+        ("POST", ONE + "/messages", None, {"ids": own, "json": {
+            "message": "hello?", "parentId": "<victim_message>"}}),
+        *owner_conversation_steps("own_message"),
+        ("DELETE", ONE, None, {"ids": own}),
+        ("GET", ONE, None, {"ids": own}),
+    ]
+
+
+# What differs between any two users however alike: ids, timestamps, the request id, cursors.
+WHEN = {"id", "createdAt", "updatedAt", "requestId", "activeLeafId", "lastMessageAt",
+        "conversationId", "parentId", "siblingIds", "nextCursor"}
 
 
 def comparable(value: Any) -> Any:
@@ -152,13 +223,39 @@ def answer(response: httpx2.Response) -> Any:
     return comparable(response.json())
 
 
-async def drive(api: Api, user: int) -> list[tuple[str, int, str | None, Any]]:
+def filled(value: Any, ids: dict[str, int]) -> Any:
+    """`"<name>"` in a body replaced by that saved id."""
+    if isinstance(value, dict):
+        return {k: filled(v, ids) for k, v in value.items()}
+    if isinstance(value, str) and value.startswith("<") and value.endswith(">"):
+        return ids[value[1:-1]]
+    return value
+
+
+async def drive(api: Api, user: int, ids: dict[str, int]) -> list[tuple[str, int, str | None,
+                                                                      Any]]:
+    """Every step as `user`; `ids` holds user 1's (`victim`, `victim_message`) and gets the
+    caller's own as the steps make them (`save`). Background titles are awaited after each
+    step, so both users see the same."""
+    ids = dict(ids)
     answers = []
     for method, route, provider, options in steps_for(user):
+        options = dict(options)
+        save, path_ids = options.pop("save", None), options.pop("ids", {})
         path = route.replace("{provider}", provider or "")
+        for name, which in path_ids.items():
+            if "{" + name + "}" in path:
+                path = path.replace("{" + name + "}", str(ids[which]))
+        if "json" in options:
+            options["json"] = filled(options["json"], ids)
         response = await api.client.request(method, path, headers=api.auth(user), **options)
+        await api.runtime.background.wait_idle(10)
         assert response.status_code < 500, (method, path, response.text)
-        step = f"{method} {path} {options}".replace(f"sk-user{user}-", "sk-userN-")
+        if save:
+            assert response.status_code in (200, 201), (method, path, response.text)
+            ids[save] = response.json()["id"]
+        step = f"{method} {route.replace('{provider}', provider or '')} {path_ids} {options}"
+        step = step.replace(f"sk-user{user}-", "sk-userN-")
         body = repr(answer(response)).replace(f"sk-user{user}-", "sk-userN-")
         answers.append((step, response.status_code, response.headers.get("content-type"), body))
     return answers
@@ -180,7 +277,7 @@ def test_the_sequence_covers_every_llm_operation_of_the_schema(api: Api) -> None
 async def test_another_user_sees_changes_and_learns_nothing_of_user_ones_rows(
     api: Api, fake_vendor: FakeVendor
 ) -> None:
-    await seed_owner(api)
+    ids = await seed_owner(api)
     # Reading the limits makes the month's budget row: read first, so it is in the snapshot.
     owner_view = [
         (await api.client.get(path, headers=api.auth(OWNER))).json()
@@ -189,19 +286,22 @@ async def test_another_user_sees_changes_and_learns_nothing_of_user_ones_rows(
     ]
     before = await owner_rows(api)
     assert len(before["llm_configs"]) == len(PROVIDERS)
-    assert len(before["llm_chat_history"]) == 4 * len(PROVIDERS)
+    # Two exchanges per provider; the conversation's message, reply and title call.
+    assert len(before["llm_chat_history"]) == 4 * len(PROVIDERS) + 3
+    assert len(before["llm_conversations"]) == 1
     assert len(before["llm_budget_usage"]) == 1
     fake_vendor.reset()
 
-    intruder = await drive(api, INTRUDER)
+    intruder = await drive(api, INTRUDER, ids)
     intruder_calls = fake_vendor.requests
     fake_vendor.reset()
-    newcomer = await drive(api, NEWCOMER)
+    newcomer = await drive(api, NEWCOMER, ids)
 
     # The same answers, step by step, as a user who never met user 1.
     assert intruder == newcomer
     statuses = {status for _, status, _, _ in intruder}
-    assert statuses == {200, 400, 403, 404, 422}, statuses  # every kind of answer was reached
+    # Every kind of answer was reached.
+    assert statuses == {200, 201, 400, 403, 404, 422}, statuses
 
     # Nothing of user 1 in any answer to user 2, nor in what the vendor got for user 2.
     # The model lists carry the public catalogue (whose prices may read "1.25"): the markers
@@ -212,12 +312,13 @@ async def test_another_user_sees_changes_and_learns_nothing_of_user_ones_rows(
     assert all("owner" not in a[3].lower() for a in intruder if a not in private)
     for marker in ("OWNER", "owner"):  # user 1's keys, messages and model all carry one
         assert marker not in repr([(r.headers, r.body) for r in intruder_calls]), marker
-    # One chat, one stream, one key check and one model list (list-models calls) each.
-    assert len(intruder_calls) == 4 * len(PROVIDERS)
+    # One chat, one stream, one key check and one model list (list-models calls) each; and in
+    # the conversation a message, a stream, two regenerations and the title.
+    assert len(intruder_calls) == 4 * len(PROVIDERS) + 5
     for record in intruder_calls:
         assert key_of(INTRUDER, record.provider) in repr(record.headers)
         if record.method == "POST":  # the key check's list-models call has no body
-            assert re.search(r"my own (question|stream)", repr(record.body))
+            assert re.search(r"my own (question|stream|conversation)", repr(record.body))
 
     # User 1's rows are identical, and user 1 still sees exactly what it saw.
     assert await owner_rows(api) == before

@@ -160,13 +160,16 @@ def _too_deep(data: object, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
-def json_body(model: type[ModelT]) -> Callable[..., Any]:
+def json_body(model: type[ModelT], *, empty_ok: bool = False) -> Callable[..., Any]:
     """A dependency reading the body as `model`: 413 over the size limit (before parsing),
-    422 when it is not a JSON object, nests past MAX_JSON_DEPTH or does not validate."""
+    422 when it is not a JSON object, nests past MAX_JSON_DEPTH or does not validate.
+    `empty_ok`: no body at all reads as `{}` (a body whose fields are all optional)."""
 
     async def read(request: Request) -> ModelT:
         runtime = runtime_of(request)
         raw = await _read_limited(request, runtime.settings.max_body_bytes)
+        if empty_ok and not raw.strip():
+            raw = b"{}"
         try:
             data = loads(raw)
         except ValueError:

@@ -14,12 +14,15 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     Numeric,
     String,
     Text,
     UniqueConstraint,
+    and_,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -102,6 +105,40 @@ class ChatMessage(Base):
     cached_input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # "length" when the vendor cut the reply at maxTokens; None when it finished.
     finish_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # None: the provider's default thread (the old routes). Else a message of that conversation,
+    # following `parent_id` (None: a first message); role "title" rows are a title call's usage.
+    conversation_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("llm_conversations.id", ondelete="CASCADE"), nullable=True
+    )
+    parent_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # A fork's copy of that message: no vendor call of its own (usage counts the original).
+    copied_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Conversation(Base):
+    """A saved conversation: a tree of messages (`llm_chat_history.parent_id`) whose branch
+    ending at `active_leaf_id` is shown and sent; the newest message when that is None or gone."""
+
+    __tablename__ = "llm_conversations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # What it started with; a message may be sent to another configured provider or model.
+    provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    model: Mapped[str] = mapped_column(String(100), nullable=False)
+    title: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # "user" (set by the user), "auto" (made by the vendor), "fallback" (the first words of the
+    # first message); None: no title yet.
+    title_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    archived: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    active_leaf_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Every stored message of every branch (the LLM_MAX_CONVERSATION_MESSAGES bound).
+    message_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class BudgetUsage(Base):
@@ -131,14 +168,26 @@ class BudgetReservation(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
-# Paging reads newest first; id breaks ties between rows written in the same instant.
+# The rows that stand for one paid vendor call (usage and budgets count these): replies and
+# title calls, not a fork's copies.
+BILLED_CALL = and_(ChatMessage.role.in_(("assistant", "title")), ChatMessage.copied_from.is_(None))
+
+# Paging the default thread reads newest first; id breaks ties between rows written in the same
+# instant. Partial: conversation messages are never read through it.
 Index(
     "ix_llm_chat_history_user_provider_created",
     ChatMessage.user_id,
     ChatMessage.provider,
     ChatMessage.created_at.desc(),
     ChatMessage.id.desc(),
+    postgresql_where=ChatMessage.conversation_id.is_(None),
+    sqlite_where=ChatMessage.conversation_id.is_(None),
 )
+Index("ix_llm_chat_history_conversation", ChatMessage.conversation_id, ChatMessage.id)
+# The conversation list: newest activity (the last message, else the creation) first.
+CONVERSATION_ACTIVITY = func.coalesce(Conversation.last_message_at, Conversation.created_at)
+Index("ix_llm_conversations_user_activity", Conversation.user_id, CONVERSATION_ACTIVITY.desc(),
+      Conversation.id.desc())
 Index("ix_llm_chat_history_user_created", ChatMessage.user_id, ChatMessage.created_at)
 Index("ix_llm_chat_history_created", ChatMessage.created_at)
 Index("ix_llm_budget_reservations_user_expires", BudgetReservation.user_id,

@@ -32,7 +32,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from llm_service.db.models import BudgetReservation, BudgetUsage, ChatMessage
+from llm_service.db.models import BILLED_CALL, BudgetReservation, BudgetUsage, ChatMessage
 from llm_service.db.session import dialect_insert
 from llm_service.errors import ServiceError
 from llm_service.settings import Settings
@@ -113,7 +113,7 @@ async def _ensure_month(conn: AsyncConnection, user_id: int, now: datetime) -> s
         literal(user_id), literal(month),
         func.coalesce(func.sum(ChatMessage.input_tokens + ChatMessage.output_tokens), 0),
         func.coalesce(func.sum(ChatMessage.cost_usd), 0),
-    ).where(ChatMessage.user_id == user_id, ChatMessage.role == "assistant",
+    ).where(ChatMessage.user_id == user_id, BILLED_CALL,
             ChatMessage.created_at >= start, ChatMessage.created_at < end)
     await conn.execute(
         dialect_insert(conn, BudgetUsage)

@@ -6,6 +6,9 @@ autocommit connection: the read is one `SELECT` (two without `history` in the re
 one `INSERT` of both rows, so each is a single round trip with no `BEGIN`/`COMMIT` around it, and
 the two rows are stored together because one statement is atomic. A vendor failure stores
 nothing. The vendor gets the message as typed; what is stored and returned is sanitized.
+Where the exchange is stored is the call's `Thread`: the provider's default thread here, or a
+conversation (`services/conversations.py`, which reads its own context and system prompt and
+writes its exchange in one transaction), through this same answer path.
 
 Once the vendor has answered, the user has paid for the answer, so a database failure after it
 never costs them the answer: storing the exchange and settling the budget are each retried
@@ -29,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar, get_args
+from typing import Any, Protocol, TypeVar, get_args
 
 import anyio
 from tenacity import (
@@ -130,16 +133,48 @@ def checked_usage(
     return Usage(checked_model(model, configured_model), checked_in, checked_out, estimated)
 
 
-async def store_exchange(
-    runtime: Runtime, user_id: int, provider: str, messages: Sequence[NewMessage]
-) -> int | None:
-    """Store the message and its reply (retried briefly); the reply's id, or None when the
-    database stayed out (logged and counted; the caller warns the user)."""
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Where an exchange was stored: the reply's id (None: not stored, `warning` says why) and,
+    in a conversation, the conversation and the message the reply answers."""
 
-    async def write() -> int:
+    reply_id: int | None
+    parent_id: int | None = None
+    conversation_id: int | None = None
+    warning: str | None = None
+
+
+class Thread(Protocol):
+    """Where a chat's exchange goes: the provider's default thread, or a conversation
+    (`services/conversations.py`). `store` writes the message and its reply (`messages`, in
+    that order) in one go; it may be called again after a connection-level failure."""
+
+    async def store(self, runtime: Runtime, user: Principal, provider: str,
+                    messages: Sequence[NewMessage]) -> Stored: ...
+
+
+class DefaultThread:
+    """The provider's default thread: both rows in one autocommit `INSERT`."""
+
+    async def store(self, runtime: Runtime, user: Principal, provider: str,
+                    messages: Sequence[NewMessage]) -> Stored:
         async with runtime.autocommit.connect() as conn:
-            _, reply_id = await history.store_messages(conn, user_id, provider, messages)
-        return int(reply_id)
+            _, reply_id = await history.store_messages(conn, user.user_id, provider, messages)
+        return Stored(int(reply_id))
+
+
+DEFAULT_THREAD = DefaultThread()
+
+
+async def store_exchange(
+    runtime: Runtime, user: Principal, provider: str, messages: Sequence[NewMessage],
+    thread: Thread = DEFAULT_THREAD,
+) -> Stored:
+    """Store the message and its reply (retried briefly); `reply_id` None when the database
+    stayed out (logged and counted; `warning` tells the user)."""
+
+    async def write() -> Stored:
+        return await thread.store(runtime, user, provider, messages)
 
     try:
         with anyio.CancelScope(shield=True):
@@ -148,9 +183,9 @@ async def store_exchange(
         if not is_database_outage(exc):
             raise
         log.warning("chat of user %s with %s: the exchange was not stored, the database is "
-                    "unavailable (%s)", user_id, provider, type(exc).__name__)
+                    "unavailable (%s)", user.user_id, provider, type(exc).__name__)
         runtime.metrics.db_write_failed("history")
-        return None
+        return Stored(None, warning=NOT_STORED)
 
 
 def not_configured(name: str) -> ServiceError:
@@ -250,6 +285,7 @@ class PreparedChat:
     request: ChatRequest
     api_key: str
     configured_model: str
+    thread: Thread = DEFAULT_THREAD
 
 
 class Spend:
@@ -335,6 +371,19 @@ async def prepare(
             )
             context = [ChatTurn(role, content) for role, content in stored  # type: ignore[arg-type]
                        if role in TURN_ROLES]
+    return prepared_chat(runtime, config, user_id=user_id, provider=provider,
+                         context=context, message=body.message, system=config.system_prompt)
+
+
+def prepared_chat(
+    runtime: Runtime, config: Any, *, user_id: int, provider: str, context: Sequence[ChatTurn],
+    message: str, model: str | None = None, system: str | None = None,
+    thread: Thread = DEFAULT_THREAD,
+) -> PreparedChat:
+    """The vendor call of a chat from the configuration row (`configs.chat_config`): the key
+    decrypted, the context then the message, the configured model unless `model` is given, and
+    `system` (the one system prompt of the call, or None)."""
+    adapter = runtime.providers[provider]
     try:
         api_key = runtime.keyring.decrypt(
             config.api_key_encrypted, user_id=user_id, provider=provider
@@ -342,14 +391,14 @@ async def prepare(
     except KeyUnreadable:
         raise key_unreadable(adapter.display_name) from None
     request = ChatRequest(
-        model=config.model,
-        messages=[*context, ChatTurn("user", body.message)],
+        model=model or config.model,
+        messages=[*context, ChatTurn("user", message)],
         temperature=float(config.temperature),
         max_tokens=config.max_tokens,
         region=config.region,
-        system=config.system_prompt,
+        system=system,
     )
-    return PreparedChat(adapter, request, api_key, config.model)
+    return PreparedChat(adapter, request, api_key, request.model, thread)
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,7 +469,7 @@ class ChatCall:
         message = sanitize(self.body.message, image_hosts=runtime.settings.allowed_image_hosts)
         with anyio.CancelScope(shield=True):
             try:
-                reply_id = await store_exchange(runtime, self.user.user_id, self.provider, [
+                stored = await store_exchange(runtime, self.user, self.provider, [
                     NewMessage("user", message, usage.input_tokens,
                                tokens_estimated=usage.estimated),
                     NewMessage("assistant", reply.shown, usage.output_tokens,
@@ -429,7 +478,7 @@ class ChatCall:
                                output_tokens=usage.output_tokens, cost_usd=cost,
                                cached_input_tokens=cached,
                                finish_reason="length" if cut_at_limit else None),
-                ])
+                ], prepared.thread)
             finally:
                 await self.spend.settle(usage.tokens, cost)
         return ChatOut(
@@ -438,23 +487,28 @@ class ChatCall:
             model=usage.model,
             inputTokens=usage.input_tokens,
             outputTokens=usage.output_tokens,
-            id=reply_id,
+            id=stored.reply_id,
             costUsd=float(cost) if cost is not None else None,
             tokensEstimated=True if usage.estimated else None,
             truncated=True if reply.truncated else None,
             finishReason="length" if cut_at_limit else None,
-            warning=join_warnings(NOT_STORED if reply_id is None else None,
+            warning=join_warnings(stored.warning,
                                   TRUNCATED.format(cap=self.reply_cap) if reply.truncated
                                   else None,
                                   self.spend.warning),
+            conversationId=stored.conversation_id,
+            parentId=stored.parent_id,
         )
 
 
 async def begin_chat(
-    runtime: Runtime, *, user: Principal, provider: str, body: ChatIn
+    runtime: Runtime, *, user: Principal, provider: str, body: ChatIn,
+    prepared: PreparedChat | None = None,
 ) -> ChatCall:
-    """Everything checked and the worst case reserved, before the vendor is called."""
-    prepared = await prepare(runtime, user_id=user.user_id, provider=provider, body=body)
+    """Everything checked and the worst case reserved, before the vendor is called; `prepared`
+    when the caller read its own context (a conversation), else the default thread's."""
+    if prepared is None:
+        prepared = await prepare(runtime, user_id=user.user_id, provider=provider, body=body)
     spend = Spend(runtime, user, provider)
     await spend.reserve(prepared.request)
     return ChatCall(runtime, user, provider, body, prepared, spend)
@@ -463,7 +517,12 @@ async def begin_chat(
 async def chat(
     runtime: Runtime, *, user: Principal, provider: str, body: ChatIn
 ) -> dict[str, Any]:
-    call = await begin_chat(runtime, user=user, provider=provider, body=body)
+    return await complete(await begin_chat(runtime, user=user, provider=provider, body=body))
+
+
+async def complete(call: ChatCall) -> dict[str, Any]:
+    """The JSON route's answer: the vendor called once, the reply recorded."""
+    runtime, provider = call.runtime, call.provider
     async with call.calling_vendor():
         completion = await runtime.providers.complete(
             provider, call.prepared.request, call.prepared.api_key

@@ -37,7 +37,7 @@ from llm_service.runtime import Runtime
 from llm_service.schemas import ChatIn
 from llm_service.security.jwt import Principal
 from llm_service.security.sanitize import StreamSanitizer
-from llm_service.services.chat import ChatCall, VendorReply, begin_chat
+from llm_service.services.chat import ChatCall, PreparedChat, VendorReply, begin_chat
 
 log = logging.getLogger("llm_service.chat_stream")
 
@@ -90,9 +90,12 @@ class _Usage:
 
 
 async def open_chat_stream(
-    runtime: Runtime, *, user: Principal, provider: str, body: ChatIn
+    runtime: Runtime, *, user: Principal, provider: str, body: ChatIn,
+    prepared: PreparedChat | None = None,
 ) -> ChatStream:
-    call = await begin_chat(runtime, user=user, provider=provider, body=body)
+    """The vendor's stream opened (its first event in), for the default thread or, with
+    `prepared`, a conversation."""
+    call = await begin_chat(runtime, user=user, provider=provider, body=body, prepared=prepared)
     async with call.calling_vendor():
         first, events = await runtime.providers.open_stream(
             provider, call.prepared.request, call.prepared.api_key

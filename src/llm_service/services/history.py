@@ -1,5 +1,8 @@
 """Chat history: paging, clearing, the context for the next chat, and storing messages.
 
+These are the provider's default thread: rows without a conversation (`conversation_id IS NULL`);
+conversations have their own module (`services/conversations.py`).
+
 The chat path uses Core statements on a connection (`recent_turns`, `store_messages`): one round
 trip each, no ORM objects. The routes of the history page use the request's session.
 """
@@ -8,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from llm_service.db.driver import DriverInsert, DriverQuery
-from llm_service.db.models import ChatMessage, utcnow
+from llm_service.db.models import ChatMessage, Conversation, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +39,9 @@ class NewMessage:
 
 
 def _of(user_id: int, provider: str) -> tuple[Any, ...]:
-    return (ChatMessage.user_id == user_id, ChatMessage.provider == provider)
+    """The provider's default thread: the user's rows that belong to no conversation."""
+    return (ChatMessage.user_id == user_id, ChatMessage.provider == provider,
+            ChatMessage.conversation_id.is_(None))
 
 
 async def _newest(
@@ -69,7 +74,8 @@ async def page(
 _RECENT_TURNS = DriverQuery(
     select(ChatMessage.role, ChatMessage.content)
     .where(ChatMessage.user_id == bindparam("user_id"),
-           ChatMessage.provider == bindparam("provider"))
+           ChatMessage.provider == bindparam("provider"),
+           ChatMessage.conversation_id.is_(None))
     .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
     .limit(bindparam("count"))
 )
@@ -100,17 +106,18 @@ async def store_messages(
     autocommit connection) and return their ids in the same order."""
     now = utcnow()
     return await _INSERT_MESSAGES.ids(
-        conn,
-        [
-            {"user_id": user_id, "provider": provider, "role": m.role, "content": m.content,
-             "tokens_used": m.tokens_used, "interrupted": m.interrupted,
-             "tokens_estimated": m.tokens_estimated, "model": m.model,
-             "input_tokens": m.input_tokens, "output_tokens": m.output_tokens,
-             "cost_usd": m.cost_usd, "cached_input_tokens": m.cached_input_tokens,
-             "finish_reason": m.finish_reason, "created_at": now}
-            for m in messages
-        ],
+        conn, [message_row(user_id, provider, m, now) for m in messages]
     )
+
+
+def message_row(user_id: int, provider: str, m: NewMessage, now: datetime) -> dict[str, Any]:
+    """The column values of a new history row (a conversation adds its own two)."""
+    return {"user_id": user_id, "provider": provider, "role": m.role, "content": m.content,
+            "tokens_used": m.tokens_used, "interrupted": m.interrupted,
+            "tokens_estimated": m.tokens_estimated, "model": m.model,
+            "input_tokens": m.input_tokens, "output_tokens": m.output_tokens,
+            "cost_usd": m.cost_usd, "cached_input_tokens": m.cached_input_tokens,
+            "finish_reason": m.finish_reason, "created_at": now}
 
 
 def history_item(row: ChatMessage) -> dict[str, Any]:
@@ -130,7 +137,13 @@ def history_item(row: ChatMessage) -> dict[str, Any]:
 
 
 async def prune(conn: AsyncConnection, older_than_days: int) -> int:
-    """Delete every message older than that many days; returns how many went."""
+    """Delete every message older than that many days; returns how many went. Conversations
+    that can have lost some (those older than the cutoff) get their message count again."""
     cutoff = utcnow() - timedelta(days=older_than_days)
     result = await conn.execute(delete(ChatMessage).where(ChatMessage.created_at < cutoff))
+    left = (select(func.count()).where(ChatMessage.conversation_id == Conversation.id,
+                                       ChatMessage.role.in_(("user", "assistant")))
+            .scalar_subquery())
+    await conn.execute(update(Conversation).where(Conversation.created_at < cutoff)
+                       .values(message_count=left))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,5 +1,7 @@
 """Usage figures from the stored replies: requests, tokens and estimated cost per group (UTC day,
-provider or model) and in total, for one user or the whole platform."""
+provider or model) and in total, for one user or the whole platform. A request is a row that
+stands for one paid vendor call (`BILLED_CALL`): a reply, or a conversation's title call; a
+fork's copies are not."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Select, desc, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from llm_service.db.models import ChatMessage
+from llm_service.db.models import BILLED_CALL, ChatMessage
 
 GroupBy = Literal["day", "provider", "model"]
 
@@ -42,7 +44,7 @@ def _figures() -> list[ColumnElement[Any]]:
 
 def _replies(start: date, end: date, user_id: int | None) -> list[ColumnElement[bool]]:
     conditions = [
-        ChatMessage.role == "assistant",
+        BILLED_CALL,
         ChatMessage.created_at >= datetime.combine(start, time(), UTC),
         ChatMessage.created_at < datetime.combine(end + timedelta(days=1), time(), UTC),
     ]
