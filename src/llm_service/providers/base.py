@@ -13,15 +13,19 @@ error the vendor sends inside the stream is `stream_error_event(...)`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import importlib
 import math
 import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
+from types import ModuleType
 from typing import Any, Literal
 
 import httpx2
@@ -277,6 +281,17 @@ MAX_USAGE_TOKENS = 10_000_000
 # A model id as vendors spell them ("gpt-4o-2024-08-06", "models/gemini-2.5-pro",
 # "meta-llama/Llama-3.3-70B-Instruct:fireworks"), at most the column's 100 characters.
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}")
+
+
+async def imported(name: str) -> ModuleType:
+    """The module `name`, imported in a worker thread the first time it is needed. The vendor
+    SDKs that only one adapter uses (anthropic, google-genai) cost about 70 MB and a second or
+    more to import; a process that never calls that vendor never pays, and the one that does
+    keeps serving other requests while the import runs."""
+    module = sys.modules.get(name)
+    if module is None:
+        module = await asyncio.to_thread(importlib.import_module, name)
+    return module
 
 
 def checked_tokens(value: object) -> int | None:

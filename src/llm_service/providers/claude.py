@@ -1,23 +1,23 @@
 """Anthropic Claude through the official `anthropic` SDK, on the shared httpx2 pool.
 
-One `AsyncAnthropic` is made at start-up and serves every user: each call sends its user's key in
-that request's `Authorization` header (the 2.x SDK's scheme) to the call's endpoint, so no client
-is copied per call. Both call paths go through the SDK's generic `post` with our JSON bytes and
-`cast_to=httpx2.Response` (the stream left unread with `stream=True`): the SDK still raises its
-typed errors, and the answer and the stream's events are validated by the small models below.
-The 2.x SDK (Messages API version 2026-10-21) takes no `temperature`: the configured temperature
-is not sent to Claude. Claude wants the conversation to start with a user turn and alternate, so
-leading assistant turns are dropped and consecutive turns of one role are joined. The system
-prompt is the top-level `system` field.
+One `AsyncAnthropic` is made on the first Claude call (the SDK is imported then, off the event loop:
+a process that never calls Claude never loads it) and serves every user: each call sends its user's
+key in that request's `Authorization` header (the 2.x SDK's scheme) to the call's endpoint, so no
+client is copied per call. Both call paths go through the SDK's generic `post` with our JSON bytes
+and `cast_to=httpx2.Response` (the stream left unread with `stream=True`): the SDK still raises its
+typed errors, and the answer and the stream's events are validated by the small models below. The
+2.x SDK (Messages API version 2026-10-21) takes no `temperature`: the configured temperature is not
+sent to Claude. Claude wants the conversation to start with a user turn and alternate, so leading
+assistant turns are dropped and consecutive turns of one role are joined. The system prompt is the
+top-level `system` field.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import anthropic
 import httpx2
 from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
@@ -38,6 +38,7 @@ from llm_service.providers.base import (
     VendorSpec,
     checked_answer,
     empty_answer,
+    imported,
     kind_for_status,
     merge_turns,
     refused,
@@ -48,6 +49,9 @@ from llm_service.providers.base import (
     transport_failure,
     unreadable_chunk,
 )
+
+if TYPE_CHECKING:
+    import anthropic
 
 # https://docs.anthropic.com/en/api/errors: the error types, by what they mean here.
 _ERROR_KINDS = {
@@ -186,13 +190,21 @@ class ClaudeProvider(Provider):
     def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float,
                  catalog: Catalog | None = None) -> None:
         super().__init__(spec, http, timeout_s, catalog)
-        self._client = anthropic.AsyncAnthropic(
-            api_key="unset",
-            base_url=spec.default_base_url,
-            http_client=http,
-            max_retries=0,
-            timeout=timeout_s,
-        )
+        self._client: anthropic.AsyncAnthropic | None = None
+
+    async def _sdk(self) -> anthropic.AsyncAnthropic:
+        """The SDK's client, made on the first call (the SDK is imported then, see `imported`)."""
+        if self._client is None:
+            sdk = await imported("anthropic")
+            if self._client is None:  # another first call may have made it meanwhile
+                self._client = sdk.AsyncAnthropic(
+                    api_key="unset",
+                    base_url=self.spec.default_base_url,
+                    http_client=self._http,
+                    max_retries=0,
+                    timeout=self._timeout_s,
+                )
+        return self._client
 
     models_path = "/v1/models"  # {"data": [{"id", "type": "model"}]}
 
@@ -202,6 +214,8 @@ class ClaudeProvider(Provider):
     @contextmanager
     def _failures(self, creds: Credentials) -> Iterator[None]:
         """Every failure of either call path as a `ProviderError`."""
+        import anthropic  # imported by `_sdk`, which every call awaits before this
+
         try:
             yield
         except anthropic.APIStatusError as exc:
@@ -217,8 +231,8 @@ class ClaudeProvider(Provider):
         except httpx2.HTTPError as exc:  # a dropped stream comes through raw
             raise transport_failure(exc) from None
 
-    async def _post(self, request: ChatRequest, creds: Credentials, *,
-                    stream: bool) -> httpx2.Response:
+    async def _post(self, client: anthropic.AsyncAnthropic, request: ChatRequest,
+                    creds: Credentials, *, stream: bool) -> httpx2.Response:
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
@@ -231,7 +245,7 @@ class ClaudeProvider(Provider):
         if stream:
             body["stream"] = True
         headers = {"Authorization": f"Bearer {creds.api_key}", "Content-Type": "application/json"}
-        return await self._client.post(
+        return await client.post(
             creds.base_url + "/v1/messages",
             cast_to=httpx2.Response,
             content=dumps(body),
@@ -240,8 +254,9 @@ class ClaudeProvider(Provider):
         )
 
     async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
+        client = await self._sdk()
         with self._failures(creds):
-            response = await self._post(request, creds, stream=False)
+            response = await self._post(client, request, creds, stream=False)
         try:
             answer = _Message.model_validate_json(response.content)
         except ValidationError:
@@ -260,8 +275,9 @@ class ClaudeProvider(Provider):
 
     async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
         wrote, finish = False, None
+        client = await self._sdk()
         with self._failures(creds):
-            response = await self._post(request, creds, stream=True)
+            response = await self._post(client, request, creds, stream=True)
             try:
                 async for _, data in sse_events(response):
                     try:

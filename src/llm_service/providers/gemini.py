@@ -1,13 +1,14 @@
 """Google Gemini through `google-genai`, Google's maintained SDK (google-generativeai reached its
 end of life in 2025), on the shared httpx2 pool.
 
-One `genai.Client` is made at start-up with a placeholder key; each call sends the user's key as
-the `x-goog-api-key` header of that request, to the call's endpoint (per-request HTTP options win
-over the client's), so no client is built per request. Our `assistant` role is Gemini's `model`;
-the system prompt is the request's `systemInstruction`.
-A bad key is HTTP 400 with reason `API_KEY_INVALID`, which is an authentication failure here. A
-stream is whole when a chunk carries a `finishReason`. Thinking tokens (`thoughtsTokenCount`)
-are billed as output, so they count as output tokens here.
+One `genai.Client` is made on the first Gemini call with a placeholder key (the SDK is imported
+then, off the event loop: a process that never calls Gemini never loads it); each call sends the
+user's key as the `x-goog-api-key` header of that request, to the call's endpoint (per-request HTTP
+options win over the client's), so no client is built per request. Our `assistant` role is Gemini's
+`model`; the system prompt is the request's `systemInstruction`. A bad key is HTTP 400 with reason
+`API_KEY_INVALID`, which is an authentication failure here. A stream is whole when a chunk carries a
+`finishReason`. Thinking tokens (`thoughtsTokenCount`) are billed as output, so they count as output
+tokens here.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
-from google import genai
-from google.genai import errors, types
 
 from llm_service.catalog import Catalog
 from llm_service.providers.base import (
@@ -36,12 +35,17 @@ from llm_service.providers.base import (
     VendorSpec,
     checked_answer,
     empty_answer,
+    imported,
     kind_for_status,
     refused,
     status_failure,
     stream_cut,
     transport_failure,
 )
+
+if TYPE_CHECKING:
+    from google import genai
+    from google.genai import errors, types
 
 _ROLES = {"user": "user", "assistant": "model"}
 _AUTH_MARKERS = ("API_KEY_INVALID", "API key not valid", "API_KEY_SERVICE_BLOCKED")
@@ -78,14 +82,22 @@ class GeminiProvider(Provider):
     def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float,
                  catalog: Catalog | None = None) -> None:
         super().__init__(spec, http, timeout_s, catalog)
-        self._client = genai.Client(
-            api_key="unset",
-            http_options=types.HttpOptions(
-                base_url=spec.default_base_url,
-                timeout=int(timeout_s * 1000),
-                httpx_async_client=http,
-            ),
-        )
+        self._client: genai.Client | None = None
+
+    async def _sdk(self) -> genai.Client:
+        """The SDK's client, made on the first call (the SDK is imported then, see `imported`)."""
+        if self._client is None:
+            genai_ = await imported("google.genai")
+            if self._client is None:  # another first call may have made it meanwhile
+                self._client = genai_.Client(
+                    api_key="unset",
+                    http_options=genai_.types.HttpOptions(
+                        base_url=self.spec.default_base_url,
+                        timeout=int(self._timeout_s * 1000),
+                        httpx_async_client=self._http,
+                    ),
+                )
+        return self._client
 
     models_path = "/v1beta/models"
 
@@ -102,6 +114,8 @@ class GeminiProvider(Provider):
     @contextmanager
     def _failures(self, creds: Credentials) -> Iterator[None]:
         """Every failure of either call path as a `ProviderError`."""
+        from google.genai import errors  # imported by `_sdk`, which every call awaits first
+
         try:
             yield
         except errors.APIError as exc:
@@ -115,9 +129,10 @@ class GeminiProvider(Provider):
             raise ProviderError(FailureKind.MALFORMED) from None
 
     async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
+        client = await self._sdk()
         contents, config = self._request(request, creds)
         with self._failures(creds):
-            answer = await self._client.aio.models.generate_content(
+            answer = await client.aio.models.generate_content(
                 model=request.model, contents=contents, config=config
             )
             finish = _finish(answer) or "stop"
@@ -134,11 +149,12 @@ class GeminiProvider(Provider):
             )
 
     async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
+        client = await self._sdk()
         contents, config = self._request(request, creds)
         finished: FinishReason | None = None
         wrote = False
         with self._failures(creds):
-            chunks = await self._client.aio.models.generate_content_stream(
+            chunks = await client.aio.models.generate_content_stream(
                 model=request.model, contents=contents, config=config
             )
             async for chunk in chunks:
@@ -165,6 +181,8 @@ class GeminiProvider(Provider):
     ) -> tuple[list[types.Content], types.GenerateContentConfig]:
         """The request as this model accepts it (the catalogue's rules): no temperature where
         the model refuses one; a thinking budget inside `maxOutputTokens` for Gemini 2.5."""
+        from google.genai import types  # imported by `_sdk`, awaited before this
+
         contents = [
             types.Content(role=_ROLES[t.role], parts=[types.Part(text=t.content)])
             for t in request.messages
