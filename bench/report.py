@@ -10,8 +10,10 @@ from pathlib import Path
 from bench.wrk import WrkResult
 
 MB = 1_000_000  # targets speak of MB: 10^6 bytes
-TARGET_RATIO = 0.50
-TARGET_ADDED_P50_MS = 2.0
+# Issue 14's targets: the chat route at 30% of the pass-through; added p50 at 1 connection at
+# most a third of the 8.4 ms it was then.
+TARGET_RATIO = 0.30
+TARGET_ADDED_P50_MS = 2.8
 TARGET_ADDED_P99_MS = 5.0
 TARGET_SLOW_P99_MS = 250.0
 TARGET_PEAK_RSS_MB = 150.0
@@ -303,21 +305,22 @@ class Report:
             word = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
             lines.append(f"{word}  {text}")
 
+        share = f"{TARGET_RATIO:.0%} of passthrough"
         for connections in (16, 64):
             service, reference = self.row("service", connections), \
                 self.passthrough_reference(connections)
             if service and reference and reference.rps:
                 ratio = service.rps / reference.rps
                 verdict(ratio >= TARGET_RATIO and service.errors == 0,
-                        f"throughput at {connections} connections ≥ 50% of passthrough: "
+                        f"throughput at {connections} connections ≥ {share}: "
                         f"{ratio:.0%}" + (f" ({service.errors} errors)" if service.errors else ""))
             else:
-                verdict(None, f"throughput at {connections} connections ≥ 50% of passthrough "
+                verdict(None, f"throughput at {connections} connections ≥ {share} "
                               "(service or passthrough not measured)")
         service, direct = self.row("service", 1), self.row("direct", 1)
         if service and direct:
             verdict(service.p50 - direct.p50 <= TARGET_ADDED_P50_MS,
-                    f"added latency at 1 connection, p50 ≤ 2 ms: "
+                    f"added latency at 1 connection, p50 ≤ {TARGET_ADDED_P50_MS:g} ms: "
                     f"{service.p50 - direct.p50:.3f} ms")
             verdict(service.p99 - direct.p99 <= TARGET_ADDED_P99_MS,
                     f"added latency at 1 connection, p99 ≤ 5 ms: "

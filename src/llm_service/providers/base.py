@@ -264,6 +264,12 @@ class Provider(ABC):
         finally:
             await response.aclose()
 
+    async def load(self) -> None:
+        """Make what the first call needs that start-up did not (an SDK imported on first use,
+        see `imported`). The registry awaits it before a call's deadline starts, so a slow
+        import is never taken for a slow vendor; calls made without it load on their own."""
+        return None
+
     @abstractmethod
     async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
         """Call the vendor once (no retries here) or raise `ProviderError`."""

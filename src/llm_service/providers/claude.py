@@ -206,6 +206,9 @@ class ClaudeProvider(Provider):
                 )
         return self._client
 
+    async def load(self) -> None:
+        await self._sdk()
+
     models_path = "/v1/models"  # {"data": [{"id", "type": "model"}]}
 
     def models_headers(self, creds: Credentials) -> dict[str, str]:

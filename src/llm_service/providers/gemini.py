@@ -99,6 +99,9 @@ class GeminiProvider(Provider):
                 )
         return self._client
 
+    async def load(self) -> None:
+        await self._sdk()
+
     models_path = "/v1beta/models"
 
     def models_headers(self, creds: Credentials) -> dict[str, str]:

@@ -17,6 +17,7 @@ import importlib
 import pkgutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from functools import partial
 from urllib.parse import urlsplit
 
 import httpx2
@@ -42,6 +43,7 @@ from llm_service.providers.base import (
     VendorAnswerTooLarge,
     VendorSpec,
 )
+from llm_service.retries import retried
 from llm_service.settings import Settings
 
 
@@ -215,11 +217,12 @@ class ProviderRegistry:
         path = urlsplit(VENDORS[provider_id].default_base_url).path.rstrip("/")
         return Credentials(api_key=api_key, base_url=origin + path)
 
-    def _retrying(self) -> AsyncRetrying:
+    def _retrying(self, spent_s: float) -> AsyncRetrying:
         return AsyncRetrying(
             # No retry whose backoff would end past the deadline: the vendor's own error is
             # then more useful than a timeout.
-            stop=stop_after_attempt(self._attempts) | stop_before_delay(self._timeout_s),
+            stop=stop_after_attempt(self._attempts)
+            | stop_before_delay(self._timeout_s - spent_s),
             wait=wait_exponential_jitter(initial=0.2, max=2.0, jitter=0.2),
             retry=retry_if_exception(_is_retryable),
             reraise=True,
@@ -228,9 +231,11 @@ class ProviderRegistry:
     async def complete(self, provider_id: str, request: ChatRequest, api_key: str) -> Completion:
         adapter = self._adapters[provider_id]
         creds = self.credentials(provider_id, api_key, request.region)
+        await adapter.load()
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await self._retrying()(adapter.complete, request, creds)
+                return await retried(partial(adapter.complete, request, creds),
+                                     retryable=_is_retryable, retrying=self._retrying)
         except TimeoutError:
             raise ProviderError(FailureKind.TIMEOUT) from None
 
@@ -242,6 +247,7 @@ class ProviderRegistry:
         first event (None for an empty stream) and the open stream; the caller closes it."""
         adapter = self._adapters[provider_id]
         creds = self.credentials(provider_id, api_key, request.region)
+        await adapter.load()
 
         async def attempt() -> tuple[StreamEvent | None, AsyncIterator[StreamEvent]]:
             events = adapter.stream(request, creds)
@@ -255,6 +261,7 @@ class ProviderRegistry:
 
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await self._retrying()(attempt)
+                return await retried(attempt, retryable=_is_retryable,
+                                     retrying=self._retrying)
         except TimeoutError:
             raise ProviderError(FailureKind.TIMEOUT) from None

@@ -54,6 +54,7 @@ from llm_service.providers.base import (
     checked_model,
     checked_tokens,
 )
+from llm_service.retries import retried
 from llm_service.runtime import Runtime
 from llm_service.schemas import ChatIn, ChatOut
 from llm_service.security.crypto import KeyUnreadable
@@ -79,13 +80,16 @@ TRUNCATED = ("This answer was cut at {cap:,} characters, the most a reply with y
 
 async def retrying_db_write(write: Callable[[], Awaitable[T]]) -> T:
     """`await write()` with the brief retry above; the last failure is raised."""
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(DB_WRITE_ATTEMPTS),
-        wait=wait_exponential(multiplier=0.2, max=1.0),
-        retry=retry_if_exception(is_database_outage),
-        reraise=True,
-    )
-    return await retrying(write)
+
+    def retrying(_spent_s: float) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(DB_WRITE_ATTEMPTS),
+            wait=wait_exponential(multiplier=0.2, max=1.0),
+            retry=retry_if_exception(is_database_outage),
+            reraise=True,
+        )
+
+    return await retried(write, retryable=is_database_outage, retrying=retrying)
 
 
 def reply_cap(runtime: Runtime, request: ChatRequest) -> int:
