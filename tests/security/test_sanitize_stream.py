@@ -88,3 +88,24 @@ def test_a_later_reference_definition_cannot_make_shown_text_dangerous() -> None
 def test_nul_never_reaches_the_stream() -> None:
     stream, shown = fed("a\x00b <b>c\x00</b>\x00", 2)
     assert shown == stream.text() == "ab <b>c</b>"
+
+
+
+def test_the_first_words_of_a_reply_are_shown_when_they_arrive() -> None:
+    """A reply that opens with punctuation the parser must look at ("Hello!") is not held back
+    until `_EXAMINE_EVERY` characters have arrived: time to first delta is one piece."""
+    stream = StreamSanitizer()
+    assert stream.feed("Hello! I am ") == "Hello! I am "
+    assert stream.feed("here (to help)") == ""  # once shown, the usual growth rule again
+    rest = stream.feed(" and more.") + stream.finish()
+    assert "Hello! I am " + rest == stream.text() == "Hello! I am here (to help) and more."
+
+
+@pytest.mark.parametrize("pieces", [("<scr", "ipt>alert(1)</script> hi"),
+                                    ("a <b", " onclick=x>bold</b> ok")])
+def test_an_opening_tag_cut_between_pieces_is_held_not_shown_as_text(
+    pieces: tuple[str, str],
+) -> None:
+    stream = StreamSanitizer()
+    shown = "".join(stream.feed(piece) for piece in pieces) + stream.finish()
+    assert shown == stream.text() == sanitize("".join(pieces))

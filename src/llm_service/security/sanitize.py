@@ -687,7 +687,9 @@ class StreamSanitizer:
     and never again, with the reference definitions it made passed on. Only the tail after the
     last cut is parsed again, and only when a piece could change it (a piece of letters, digits,
     spaces and most punctuation is appended as it is) and has grown by `_EXAMINE_EVERY`
-    characters or a quarter of its length, so the total work is linear in the reply's length.
+    characters or a quarter of its length, so the total work is linear in the reply's length;
+    before anything is shown, the reply's first `_EXAMINE_EVERY` characters are examined at each
+    piece, so that the first delta is not held for them.
 
     What is shown is always sanitized text (a fixed point of sanitizing) and holds back the part
     of the tail that could still change: an HTML block being written, a reference definition, an
@@ -735,7 +737,13 @@ class StreamSanitizer:
             return "" if self._stalled else piece
         self._dirty = True
         grown = self._tail_length - self._examined
-        if grown < max(_EXAMINE_EVERY, self._examined // 4):
+        # Until something is shown, the short start of a reply is examined at every piece: the
+        # first delta is not held back for `_EXAMINE_EVERY` characters ("Hello!" would be),
+        # at a bounded cost (at most `_EXAMINE_EVERY` pieces of at most that many characters).
+        # Not with a `<` in it: an HTML tag cut between pieces reads as text at first.
+        opening = (not self._done and not self._shown and self._tail_length <= _EXAMINE_EVERY
+                   and not any("<" in part for part in self._tail))
+        if grown < max(_EXAMINE_EVERY, self._examined // 4) and not opening:
             return ""
         return self._examine()
 
