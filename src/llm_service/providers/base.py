@@ -264,11 +264,28 @@ class Provider(ABC):
         finally:
             await response.aclose()
 
+    # The SDK whose client an adapter makes on its first call instead of at start-up (see
+    # `imported`): set with `make_sdk_client`; None for an adapter that needs no such SDK.
+    sdk_module: str | None = None
+    _sdk_client: Any = None
+
+    def make_sdk_client(self, sdk: ModuleType) -> Any:
+        """The adapter's client, from its imported `sdk_module`."""
+        raise NotImplementedError(f"{type(self).__name__} names an sdk_module but no client")
+
+    async def sdk_client(self) -> Any:
+        """The client of `make_sdk_client`, made once, on the first call."""
+        if self._sdk_client is None and self.sdk_module is not None:
+            sdk = await imported(self.sdk_module)
+            if self._sdk_client is None:  # another first call may have made it meanwhile
+                self._sdk_client = self.make_sdk_client(sdk)
+        return self._sdk_client
+
     async def load(self) -> None:
-        """Make what the first call needs that start-up did not (an SDK imported on first use,
-        see `imported`). The registry awaits it before a call's deadline starts, so a slow
-        import is never taken for a slow vendor; calls made without it load on their own."""
-        return None
+        """Make what the first call needs that start-up did not (the SDK client). The registry
+        awaits it before a call's deadline starts, so a slow import is never taken for a slow
+        vendor; calls made without it load on their own."""
+        await self.sdk_client()
 
     @abstractmethod
     async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:

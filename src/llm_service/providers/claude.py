@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import httpx2
 from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
-from llm_service.catalog import Catalog
 from llm_service.jsonutil import dumps
 from llm_service.providers.base import (
     ChatRequest,
@@ -38,7 +38,6 @@ from llm_service.providers.base import (
     VendorSpec,
     checked_answer,
     empty_answer,
-    imported,
     kind_for_status,
     merge_turns,
     refused,
@@ -187,27 +186,16 @@ def _claude_turns(request: ChatRequest) -> list[ChatTurn]:
 
 
 class ClaudeProvider(Provider):
-    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float,
-                 catalog: Catalog | None = None) -> None:
-        super().__init__(spec, http, timeout_s, catalog)
-        self._client: anthropic.AsyncAnthropic | None = None
+    sdk_module = "anthropic"
 
-    async def _sdk(self) -> anthropic.AsyncAnthropic:
-        """The SDK's client, made on the first call (the SDK is imported then, see `imported`)."""
-        if self._client is None:
-            sdk = await imported("anthropic")
-            if self._client is None:  # another first call may have made it meanwhile
-                self._client = sdk.AsyncAnthropic(
-                    api_key="unset",
-                    base_url=self.spec.default_base_url,
-                    http_client=self._http,
-                    max_retries=0,
-                    timeout=self._timeout_s,
-                )
-        return self._client
-
-    async def load(self) -> None:
-        await self._sdk()
+    def make_sdk_client(self, sdk: ModuleType) -> anthropic.AsyncAnthropic:
+        return sdk.AsyncAnthropic(
+            api_key="unset",
+            base_url=self.spec.default_base_url,
+            http_client=self._http,
+            max_retries=0,
+            timeout=self._timeout_s,
+        )
 
     models_path = "/v1/models"  # {"data": [{"id", "type": "model"}]}
 
@@ -217,7 +205,7 @@ class ClaudeProvider(Provider):
     @contextmanager
     def _failures(self, creds: Credentials) -> Iterator[None]:
         """Every failure of either call path as a `ProviderError`."""
-        import anthropic  # imported by `_sdk`, which every call awaits before this
+        import anthropic  # imported by `sdk_client`, which every call awaits before this
 
         try:
             yield
@@ -257,7 +245,7 @@ class ClaudeProvider(Provider):
         )
 
     async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
-        client = await self._sdk()
+        client = await self.sdk_client()
         with self._failures(creds):
             response = await self._post(client, request, creds, stream=False)
         try:
@@ -278,7 +266,7 @@ class ClaudeProvider(Provider):
 
     async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
         wrote, finish = False, None
-        client = await self._sdk()
+        client = await self.sdk_client()
         with self._failures(creds):
             response = await self._post(client, request, creds, stream=True)
             try:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from llm_service.catalog import Catalog
 from llm_service.providers.base import (
     ChatRequest,
     Completion,
@@ -35,7 +35,6 @@ from llm_service.providers.base import (
     VendorSpec,
     checked_answer,
     empty_answer,
-    imported,
     kind_for_status,
     refused,
     status_failure,
@@ -79,28 +78,17 @@ def _kind(exc: errors.APIError) -> FailureKind:
 
 
 class GeminiProvider(Provider):
-    def __init__(self, spec: VendorSpec, http: httpx2.AsyncClient, timeout_s: float,
-                 catalog: Catalog | None = None) -> None:
-        super().__init__(spec, http, timeout_s, catalog)
-        self._client: genai.Client | None = None
+    sdk_module = "google.genai"
 
-    async def _sdk(self) -> genai.Client:
-        """The SDK's client, made on the first call (the SDK is imported then, see `imported`)."""
-        if self._client is None:
-            genai_ = await imported("google.genai")
-            if self._client is None:  # another first call may have made it meanwhile
-                self._client = genai_.Client(
-                    api_key="unset",
-                    http_options=genai_.types.HttpOptions(
-                        base_url=self.spec.default_base_url,
-                        timeout=int(self._timeout_s * 1000),
-                        httpx_async_client=self._http,
-                    ),
-                )
-        return self._client
-
-    async def load(self) -> None:
-        await self._sdk()
+    def make_sdk_client(self, sdk: ModuleType) -> genai.Client:
+        return sdk.Client(
+            api_key="unset",
+            http_options=sdk.types.HttpOptions(
+                base_url=self.spec.default_base_url,
+                timeout=int(self._timeout_s * 1000),
+                httpx_async_client=self._http,
+            ),
+        )
 
     models_path = "/v1beta/models"
 
@@ -117,7 +105,7 @@ class GeminiProvider(Provider):
     @contextmanager
     def _failures(self, creds: Credentials) -> Iterator[None]:
         """Every failure of either call path as a `ProviderError`."""
-        from google.genai import errors  # imported by `_sdk`, which every call awaits first
+        from google.genai import errors  # imported by `sdk_client`, which every call awaits first
 
         try:
             yield
@@ -132,7 +120,7 @@ class GeminiProvider(Provider):
             raise ProviderError(FailureKind.MALFORMED) from None
 
     async def complete(self, request: ChatRequest, creds: Credentials) -> Completion:
-        client = await self._sdk()
+        client = await self.sdk_client()
         contents, config = self._request(request, creds)
         with self._failures(creds):
             answer = await client.aio.models.generate_content(
@@ -152,7 +140,7 @@ class GeminiProvider(Provider):
             )
 
     async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[StreamEvent]:
-        client = await self._sdk()
+        client = await self.sdk_client()
         contents, config = self._request(request, creds)
         finished: FinishReason | None = None
         wrote = False
@@ -184,7 +172,7 @@ class GeminiProvider(Provider):
     ) -> tuple[list[types.Content], types.GenerateContentConfig]:
         """The request as this model accepts it (the catalogue's rules): no temperature where
         the model refuses one; a thinking budget inside `maxOutputTokens` for Gemini 2.5."""
-        from google.genai import types  # imported by `_sdk`, awaited before this
+        from google.genai import types  # imported by `sdk_client`, awaited before this
 
         contents = [
             types.Content(role=_ROLES[t.role], parts=[types.Part(text=t.content)])

@@ -78,18 +78,18 @@ TRUNCATED = ("This answer was cut at {cap:,} characters, the most a reply with y
              "may have; ask for a shorter answer.")
 
 
+def _db_write_retrying(_spent_s: float) -> AsyncRetrying:
+    return AsyncRetrying(
+        stop=stop_after_attempt(DB_WRITE_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.2, max=1.0),
+        retry=retry_if_exception(is_database_outage),
+        reraise=True,
+    )
+
+
 async def retrying_db_write(write: Callable[[], Awaitable[T]]) -> T:
     """`await write()` with the brief retry above; the last failure is raised."""
-
-    def retrying(_spent_s: float) -> AsyncRetrying:
-        return AsyncRetrying(
-            stop=stop_after_attempt(DB_WRITE_ATTEMPTS),
-            wait=wait_exponential(multiplier=0.2, max=1.0),
-            retry=retry_if_exception(is_database_outage),
-            reraise=True,
-        )
-
-    return await retried(write, retryable=is_database_outage, retrying=retrying)
+    return await retried(write, retryable=is_database_outage, retrying=_db_write_retrying)
 
 
 def reply_cap(runtime: Runtime, request: ChatRequest) -> int:
