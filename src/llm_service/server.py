@@ -1,28 +1,33 @@
-"""The HTTP server: uvicorn on h11 with every part of a request bounded.
+"""The HTTP server: uvicorn on httptools with every part of a request bounded.
 
-uvicorn's default parser (httptools, picked by `http="auto"` when installed) takes request heads of
-any size (60 MiB were accepted, RSS 202 -> 541 MB), and uvicorn itself holds a connection that
-sends nothing, or its head or body a byte at a time, for ever. So `serve` runs uvicorn with
-`BoundedH11Protocol`, built on uvicorn's h11 protocol (pure Python, maintained with uvicorn; it
-costs a few percent of a chat's CPU, see the README), and these bounds, all settings:
+uvicorn's httptools protocol, as it ships, takes request heads of any size (60 MiB were accepted,
+RSS 202 -> 541 MB: httptools gathers a header's value until its end arrives), and uvicorn itself
+holds a connection that sends nothing, or its head or body a byte at a time, for ever. So `serve`
+runs uvicorn with `BoundedHttpToolsProtocol`, built on uvicorn's httptools protocol (the fastest
+parser uvicorn has, llhttp in C; the pure-Python h11 one cost 0.5 ms of a chat's CPU at 64
+connections, see the README), and these bounds, all settings:
 
-- head size: h11's `max_incomplete_event_size` (uvicorn's `h11_max_incomplete_event_size`) keeps
-  an unfinished head under `LLM_MAX_HEADER_BYTES`; a head that arrives whole in one read is
-  measured too. Over it: 431 `headers_too_large`. More than `LLM_MAX_HEADERS` fields: the same.
+- head size: while a head is unfinished the parser is fed at most `LLM_MAX_HEADER_BYTES` of it
+  (counted from the head's first byte); an unfinished head past that is answered 431
+  `headers_too_large` without reading more. A finished head is measured too (request line and
+  fields). More than `LLM_MAX_HEADERS` fields: the same 431, as soon as the one too many arrives.
 - head time: a head not complete within `LLM_HEADER_TIMEOUT_S` of the connection (on a
   kept-alive connection: of the next request's first byte) is answered 408 `request_timeout`
   (closed silently when nothing arrived). uvicorn has no such option, hence the subclass.
 - body time: `BodyDeadlineMiddleware` (below) answers 408 when the app waits for a body that has
   not arrived within `LLM_BODY_TIMEOUT_S` of the head; a body nobody reads gets no more time than
-  an idle connection (`LLM_KEEPALIVE_TIMEOUT_S`), however slowly it trickles in.
+  an idle connection (`LLM_KEEPALIVE_TIMEOUT_S`), however slowly it trickles in (uvicorn restarts
+  the idle timer on every byte; here the rest of an answered request's body does not).
 - idle keep-alive: uvicorn's `timeout_keep_alive` (`LLM_KEEPALIVE_TIMEOUT_S`).
 - connections: a connection opened while `LLM_MAX_CONNECTIONS` are open gets 503 `unavailable`
   (with `Retry-After`) to its request; connections already open keep working. uvicorn's own
   `limit_concurrency` answers a plain-text 503 and also refuses requests on connections already
   open, so it is not used. `ensure_fd_headroom` raises the process's file limit to fit the cap.
+- upgrades: WebSockets are off (`ws="none"`, the service has none); a request asking for an
+  upgrade is served as a plain request and its connection closed after the answer, since the
+  parser reads nothing after an upgrade's head.
 
 Every refusal is the contract's error shape with a fresh request id, and closes the connection.
-WebSockets are off (`ws="none"`): the service has none, and an upgrade would leave these bounds.
 """
 
 from __future__ import annotations
@@ -35,10 +40,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import h11
+import httptools
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from llm_service.errors import ServiceError, error_response
 from llm_service.settings import Settings
@@ -87,55 +92,41 @@ def over_capacity() -> ServiceError:
     )
 
 
-def _protocol_error(exc: h11.RemoteProtocolError, bounds: HttpBounds) -> ServiceError:
-    if exc.error_status_hint == 431:
-        return headers_too_large(bounds)
-    return ServiceError(exc.error_status_hint, "bad_request",
+def bad_request() -> ServiceError:
+    return ServiceError(400, "bad_request",
                         "The request is not valid HTTP/1.1; check the client.")
 
 
-class Refused(h11.RemoteProtocolError):
-    """A request refused before the app sees it; uvicorn's error path answers it."""
+class Refused(Exception):
+    """Raised in a parser callback: the request is answered `error` and the connection closed
+    (httptools wraps it in its callback error; the protocol keeps it in `refusal`)."""
 
     def __init__(self, error: ServiceError) -> None:
-        super().__init__(error.message, error_status_hint=error.status)
+        super().__init__(error.message)
         self.error = error
 
 
-class _BoundedConnection(h11.Connection):
-    """h11's server side; each request head is checked before uvicorn runs the app, and the last
-    refusal is kept for the answer (uvicorn's handler is only told that there was one)."""
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the head bounded in size, count and time, the
+    connections capped, and refusals in the contract's shape. `protocol_class` binds the bounds.
 
-    def __init__(self, protocol: BoundedH11Protocol) -> None:
-        super().__init__(h11.SERVER, max_incomplete_event_size=protocol.bounds.max_header_bytes)
-        self._protocol = protocol
-        self.refusal: ServiceError | None = None
-
-    def next_event(self) -> Any:
-        try:
-            event = super().next_event()
-            if isinstance(event, h11.Request):
-                self._protocol.head_received(event)
-            return event
-        except Refused as exc:
-            self.refusal = exc.error
-            raise
-        except h11.RemoteProtocolError as exc:
-            self.refusal = _protocol_error(exc, self._protocol.bounds)
-            raise
-
-
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with the head bounded in size, count and time, the connections
-    capped, and refusals in the contract's shape. `protocol_class` binds the bounds."""
+    `_in_head` is True from the connection's start, or the end of the request before, until the
+    next head is complete; `_head_fed` counts the bytes of it given to the parser (from the end
+    of a body's bytes, so a chunked body's last framing counts as head)."""
 
     bounds: ClassVar[HttpBounds]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.conn: _BoundedConnection = _BoundedConnection(self)
         self._head_timer: asyncio.TimerHandle | None = None
         self._over_capacity = False
+        self._in_head = True
+        self._head_fed = 0
+        self._head_size = 0
+        self._fields = 0
+        self._heads = 0  # heads completed on this connection
+        self._body_fed = 0  # body bytes of the piece being parsed
+        self.refusal: ServiceError | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -148,32 +139,93 @@ class BoundedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._draining():
-            # Answered, but the body still comes: the data must not reset the idle timer.
-            self.conn.receive_data(data)
-            self.handle_events()
-            return
-        if self.conn.their_state is h11.IDLE and self._head_timer is None:
-            self._arm_head_timer()
-        super().data_received(data)
+        # Fed in pieces of at most the head bound, so that where a head begins (at the
+        # connection's start, or after the body before it) the parser, which buffers an
+        # unfinished head, is never given more than the bound of it.
+        bound = self.bounds.max_header_bytes
+        while data and not self.transport.is_closing():
+            if self._in_head:
+                if self._head_timer is None and self._head_fed == 0:
+                    self._arm_head_timer()
+                piece, data = data[:bound - self._head_fed], data[bound - self._head_fed:]
+                self._head_fed += len(piece)
+                heads = self._heads
+                super().data_received(piece)
+                if data and self._in_head and self._heads == heads:  # still the same head
+                    self._refuse(headers_too_large(self.bounds))
+                    return
+            else:
+                piece, data = data[:bound], data[bound:]
+                self._body_fed = 0
+                if self.cycle is not None and self.cycle.response_complete:
+                    # Answered, but the body still comes: it must not restart the idle timer.
+                    self._feed(piece)
+                else:
+                    super().data_received(piece)
+                if self._in_head:  # the body ended in this piece: what follows it is head
+                    self._head_fed = max(self._head_fed, len(piece) - self._body_fed)
+                    if self._head_fed and self._head_timer is None:
+                        self._arm_head_timer()
 
-    def head_received(self, event: h11.Request) -> None:
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass
+        except httptools.HttpParserError:
+            self.send_400_response("Invalid HTTP request received.")
+
+    # Parser callbacks
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_size = 0
+        self._fields = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields += 1
+        self._head_size += len(name) + len(value) + 4
+        if self._fields > self.bounds.max_headers:
+            raise self._refused(headers_too_large(self.bounds))
+        super().on_header(name, value)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_fed += len(body)
+        super().on_body(body)
+
+    def on_headers_complete(self) -> None:
         """Raise `Refused` for a head over the bounds or a connection over the cap."""
         self._cancel_head_timer()
+        self._in_head = False
+        self._heads += 1
         if self._over_capacity:
-            raise Refused(over_capacity())
-        size = len(event.method) + len(event.target) + sum(
-            len(name) + len(value) + 4 for name, value in event.headers
-        )
-        if len(event.headers) > self.bounds.max_headers or size > self.bounds.max_header_bytes:
-            raise Refused(headers_too_large(self.bounds))
+            raise self._refused(over_capacity())
+        if self._head_size + len(self.parser.get_method()) > self.bounds.max_header_bytes:
+            raise self._refused(headers_too_large(self.bounds))
+        # A kept-alive connection's next request may start while uvicorn's idle timer runs.
+        self._unset_keepalive_if_required()
+        super().on_headers_complete()
+        if self.parser.should_upgrade():
+            self.cycle.keep_alive = False  # nothing after an upgrade's head is read
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+        self._head_fed = 0
+
+    def _refused(self, error: ServiceError) -> Refused:
+        self.refusal = error
+        return Refused(error)
 
     def send_400_response(self, msg: str) -> None:
-        self._refuse(self.conn.refusal or ServiceError(400, "bad_request", msg))
+        self._refuse(self.refusal or bad_request())
 
-    def _draining(self) -> bool:
-        return (self.cycle is not None and self.cycle.response_complete
-                and self.conn.their_state is h11.SEND_BODY)
+    def _unsupported_upgrade_warning(self) -> None:
+        """uvicorn's warning names WebSocket libraries to install; here upgrades are off."""
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
@@ -186,15 +238,21 @@ class BoundedH11Protocol(H11Protocol):
 
     def _head_timeout(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+        if self.transport.is_closing() or not self._in_head:
             return
-        if self.conn.trailing_data[0]:
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head behind a request still being answered: judged after the answer.
+            self._arm_head_timer()
+            return
+        if self._head_fed:
             self._refuse(request_timeout("headers", self.bounds.header_timeout_s))
         else:
             self.transport.close()
 
     def _refuse(self, error: ServiceError) -> None:
-        """Answer `error` in the contract's shape and close, whatever h11's state."""
+        """Answer `error` in the contract's shape and close, whatever the parser's state."""
+        if self.transport.is_closing():
+            return
         response = error_response(error, uuid.uuid4().hex)
         phrase = http.HTTPStatus(error.status).phrase
         lines = [f"HTTP/1.1 {error.status} {phrase}\r\n".encode()]
@@ -206,8 +264,8 @@ class BoundedH11Protocol(H11Protocol):
         self.transport.close()
 
 
-def protocol_class(bounds: HttpBounds) -> type[BoundedH11Protocol]:
-    return type("BoundedH11Protocol", (BoundedH11Protocol,), {"bounds": bounds})
+def protocol_class(bounds: HttpBounds) -> type[BoundedHttpToolsProtocol]:
+    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"bounds": bounds})
 
 
 class BodyDeadlineMiddleware:
@@ -251,7 +309,6 @@ def server_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
         loop="auto",
         http=protocol_class(HttpBounds.from_settings(settings)),
         ws="none",
-        h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=settings.keepalive_timeout_s,
         access_log=False,
         proxy_headers=False,

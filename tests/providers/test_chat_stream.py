@@ -17,6 +17,7 @@ import uvicorn
 from llm_service.app import create_app
 from llm_service.providers.registry import default_model, provider_ids
 from llm_service.security.jwt import issue_token
+from llm_service.server import server_config
 from llm_service.services import chat_stream
 from tests.conftest import make_settings, vendor_settings
 from tests.fakes.vendor import FakeVendor
@@ -26,13 +27,15 @@ PIECES, DELAY = 4, 0.25
 
 
 class Server:
-    """The app under uvicorn in a thread of its own, on a free port of 127.0.0.1."""
+    """The app under uvicorn, configured as `serve` does, in a thread of its own, on a free
+    port of 127.0.0.1."""
 
     def __init__(self, **overrides: Any) -> None:
         data_dir, database_url = overrides.pop("data_dir"), overrides.pop("database_url")
         self.settings = make_settings(data_dir, database_url, **overrides)
-        config = uvicorn.Config(create_app(self.settings), host="127.0.0.1", port=0,
-                                log_level="warning", lifespan="on")
+        # The server `serve` runs (its bounded HTTP protocol included), on a free port.
+        config = server_config(self.settings, create_app(self.settings))
+        config.host, config.port = "127.0.0.1", 0
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

@@ -29,7 +29,7 @@ from llm_service.app import create_app
 from llm_service.security.jwt import issue_token
 from llm_service.server import (
     FD_HEADROOM,
-    BoundedH11Protocol,
+    BoundedHttpToolsProtocol,
     ensure_fd_headroom,
     server_config,
 )
@@ -141,7 +141,7 @@ def test_a_plain_request_is_served_and_kept_alive(serve: Callable[..., Any]) -> 
 
 def test_a_head_over_the_size_limit_is_431_even_unfinished(serve: Callable[..., Any]) -> None:
     with serve(LLM_MAX_HEADER_BYTES=8192) as server, server.connect() as sock:
-        # No end of head: h11's buffer bound refuses it without waiting for the rest.
+        # No end of head: refused once the parser was given the limit, not at the end.
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * 16_384)
         answer = read_answer(sock)
         assert_error(answer, 431, "headers_too_large")
@@ -162,6 +162,78 @@ def test_too_many_header_fields_is_431(serve: Callable[..., Any]) -> None:
         fields = b"".join(b"X-F%d: v\r\n" % i for i in range(21))
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n" + fields + b"\r\n")
         assert_error(read_answer(sock), 431, "headers_too_large")
+        assert closed_by_server(sock)
+
+
+def test_a_head_over_the_limit_in_small_reads_is_431(serve: Callable[..., Any]) -> None:
+    with serve(LLM_MAX_HEADER_BYTES=8192) as server, server.connect() as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\nX-Big: ")
+        refused = None
+        for _ in range(8):  # 2 KiB at a time, up to 16 KiB: each read is under the limit
+            try:
+                sock.sendall(b"a" * 2048)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sock.settimeout(0.2)
+            try:
+                refused = sock.recv(65536)
+            except TimeoutError:
+                continue
+            finally:
+                sock.settimeout(WAIT_S)
+            break
+        assert refused is not None and refused.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_body_in_the_same_read_as_its_head_is_not_counted_as_head(
+    serve: Callable[..., Any]
+) -> None:
+    """A POST arriving whole in one read, body far over the head limit: the body is the route's."""
+    with serve(LLM_MAX_HEADER_BYTES=2048) as server, server.connect() as sock:
+        body = json.dumps({"apiKey": "x" * 20_000}).encode()
+        sock.sendall(b"POST /llm/config/openai HTTP/1.1\r\nHost: test\r\n"
+                     b"Content-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        answer = read_answer(sock)
+        assert (answer.status, answer.json()["code"]) == (401, "unauthorized")
+        sock.sendall(HEALTH)  # and the connection goes on
+        assert read_answer(sock).status == 200
+
+
+def test_pipelined_requests_in_one_read_are_each_answered(serve: Callable[..., Any]) -> None:
+    with serve(LLM_MAX_HEADER_BYTES=1024) as server, server.connect() as sock:
+        sock.sendall(HEALTH * 40)  # 40 small heads, 1.5 KiB in all: over the limit together
+        data = b""
+        while data.count(b'{"status":"ok"}') < 40:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {data.count(b'HTTP/1.1 ')} answers: {data[-300:]!r}"
+            data += chunk
+        assert data.count(b"HTTP/1.1 200 OK\r\n") == 40
+
+
+def test_a_big_head_after_an_unread_body_is_still_431(serve: Callable[..., Any]) -> None:
+    """The rest of an answered request's body bypasses the idle timer, never the head bounds."""
+    with serve(LLM_MAX_HEADER_BYTES=8192, LLM_KEEPALIVE_TIMEOUT_S=30,
+               LLM_HEADER_TIMEOUT_S=30) as server, server.connect() as sock:
+        sock.sendall(b"POST /health HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nx")
+        assert read_answer(sock).status == 405  # answered before its body is complete
+        # The body's end and an unfinished 12 KB head, likely in one read: the head is counted
+        # from the body's end (a 431 now, not a 408 after the head timeout).
+        sock.sendall(b"y" * 9 + b"GET /health HTTP/1.1\r\nHost: test\r\nX-Big: "
+                     + b"a" * 12_000)
+        assert_error(read_answer(sock), 431, "headers_too_large")
+        assert closed_by_server(sock)
+
+
+def test_an_upgrade_request_is_answered_and_its_connection_closed(
+    serve: Callable[..., Any]
+) -> None:
+    with serve() as server, server.connect() as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: websocket\r\n\r\n")
+        answer = read_answer(sock)
+        assert (answer.status, answer.json()) == (200, {"status": "ok"})
+        assert answer.headers["connection"] == "close"
         assert closed_by_server(sock)
 
 
@@ -271,9 +343,9 @@ def test_serve_runs_the_bounded_configuration(
         monkeypatch.setenv(name, value)
     assert cli.main(["serve"]) == 0
     (config,) = ran
-    assert isinstance(config.http, type) and issubclass(config.http, BoundedH11Protocol)
+    assert isinstance(config.http, type) and issubclass(config.http, BoundedHttpToolsProtocol)
     assert config.http.bounds.max_header_bytes == 4096
-    assert (config.h11_max_incomplete_event_size, config.timeout_keep_alive) == (4096, 7)
+    assert config.timeout_keep_alive == 7
     assert config.ws == "none"
     assert fitted == [1000]  # the open-file limit is fitted to LLM_MAX_CONNECTIONS
 
