@@ -6,9 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from limits import parse
 
 from llm_service.errors import ServiceError
-from llm_service.security.rate_limit import ConcurrencyCap, LimitState, RateLimiter, rate_limited
+from llm_service.security.rate_limit import (
+    ConcurrencyCap,
+    LimitState,
+    LocalWindows,
+    RateLimiter,
+    rate_limited,
+)
 from tests.conftest import make_settings
 
 
@@ -88,3 +95,46 @@ def test_a_window_of_several_units_keeps_its_length(tmp_path: Path) -> None:
                                         RATE_LIMIT_DEFAULT="100/3 hours"))
     assert (limiter.chat.amount, limiter.chat.get_expiry()) == (5, 120)
     assert (limiter.default.amount, limiter.default.get_expiry()) == (100, 3 * 3600)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_local_window_moves_and_resets_when_its_oldest_hit_leaves() -> None:
+    clock = Clock()
+    windows = LocalWindows(clock)
+    item = parse("2/minute")
+    assert windows.hit(item, "1") == LimitState(2, 1, 60, True)
+    clock.now += 30
+    assert windows.hit(item, "1") == LimitState(2, 0, 30, True)
+    clock.now += 10
+    assert windows.hit(item, "1") == LimitState(2, 0, 20, False)  # the first hit leaves at 60 s
+    clock.now += 20  # exactly 60 s after the first hit: it has left the window
+    assert windows.hit(item, "1") == LimitState(2, 0, 30, True)
+    assert windows.hit(item, "1") == LimitState(2, 0, 30, False)
+
+
+def test_local_windows_of_idle_users_are_swept() -> None:
+    clock = Clock()
+    windows = LocalWindows(clock)
+    item = parse("5/minute")
+    for user in range(5000):
+        windows.hit(item, str(user))
+    assert len(windows) == 5000
+    clock.now += 61  # every one of those hits has left its window
+    # A sweep comes within as many hits as there are keys (at least SWEEP_EVERY): amortized O(1).
+    for _ in range(max(LocalWindows.SWEEP_EVERY, len(windows) + 1)):
+        windows.hit(item, "active")
+    assert len(windows) == 1  # only the user with hits in a window is kept
+
+
+@pytest.mark.parametrize("now", [1000.1, 2712.35, 123456.789])
+def test_a_first_hit_resets_after_exactly_the_window(now: float) -> None:
+    clock = Clock()
+    clock.now = now  # times where now + window - now is not exactly the window in floats
+    assert LocalWindows(clock).hit(parse("3/hour"), "1").reset_after_s == 3600
