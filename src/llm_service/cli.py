@@ -19,6 +19,7 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from llm_service.app import create_app
+    from llm_service.heap import freeze_long_lived
     from llm_service.security.jwt import issue_token
     from llm_service.server import ensure_fd_headroom, server_config
 
@@ -35,6 +36,7 @@ def _serve(settings: Settings) -> int:
         )
     ensure_fd_headroom(settings.max_connections)
     server = uvicorn.Server(server_config(settings, create_app(settings)))
+    freeze_long_lived(collect_first=True)  # the imports and the app: see llm_service/heap.py
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     return 0 if server.started else 3  # uvicorn.run's exit status when startup failed

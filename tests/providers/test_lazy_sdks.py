@@ -1,8 +1,9 @@
 """The anthropic and google-genai SDKs (about 70 MB of the process between them) are imported on
 the first call to their vendor, not when the service starts: a fresh interpreter that starts the
 app and serves OpenAI chats has neither in `sys.modules`; its first Claude and Gemini chats load
-them and are answered through them, even under a vendor deadline shorter than the import. A
-subprocess, because this test process imported both."""
+them and are answered through them, even under a vendor deadline shorter than the import; what
+each import made is then frozen out of full collections. A subprocess, because this test process
+imported both."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 SCRIPT = r"""
-import asyncio, json, sys, time
+import asyncio, gc, json, sys, time
 from pathlib import Path
 
 import httpx2
@@ -57,6 +58,7 @@ async def main() -> None:
                                                 [rec.provider for rec in fake.requests]]
                     seen[f"slower than the deadline {provider}"] = (
                         time.monotonic() - began > DEADLINE_S)
+                    seen[f"frozen after {provider}"] = gc.get_freeze_count()
     print(json.dumps(seen))
 
 
@@ -81,3 +83,7 @@ def test_vendor_sdks_load_on_their_first_chat(tmp_path: Path) -> None:
                                    ["openai", "claude", "gemini"]]
     # The first Claude chat took longer than the vendor deadline (the import) and still passed.
     assert seen["slower than the deadline claude"] is True
+    # Each SDK's objects, once imported, are kept out of full collections (llm_service/heap.py).
+    assert seen["frozen after openai"] == 0
+    assert seen["frozen after claude"] > 0
+    assert seen["frozen after gemini"] > seen["frozen after claude"]

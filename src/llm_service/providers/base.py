@@ -31,6 +31,7 @@ from typing import Any, Literal
 import httpx2
 
 from llm_service.catalog import Capabilities, Catalog, load_catalog
+from llm_service.heap import freeze_long_lived
 from llm_service.jsonutil import loads
 
 Role = Literal["user", "assistant"]
@@ -314,6 +315,7 @@ async def imported(name: str) -> ModuleType:
     module = sys.modules.get(name)
     if module is None:
         module = await asyncio.to_thread(importlib.import_module, name)
+        freeze_long_lived(collect_first=False)  # the SDK's objects: see llm_service/heap.py
     return module
 
 
@@ -331,6 +333,8 @@ def checked_model(value: object, configured: str) -> str:
     if isinstance(value, str) and _MODEL_ID.fullmatch(value):
         return value
     return configured
+
+
 def stream_cut() -> ProviderError:
     """The vendor's stream ended before its end marker: the answer may be cut short."""
     return ProviderError(FailureKind.UPSTREAM, detail="the answer stopped before its end")
