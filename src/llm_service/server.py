@@ -126,6 +126,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._fields = 0
         self._heads = 0  # heads completed on this connection
         self._body_fed = 0  # body bytes of the piece being parsed
+        self._begun = False  # whether a request began in the piece being parsed
         self.refusal: ServiceError | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -157,14 +158,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 piece, data = data[:bound], data[bound:]
                 self._body_fed = 0
+                self._begun = False
                 if self.cycle is not None and self.cycle.response_complete:
                     # Answered, but the body still comes: it must not restart the idle timer.
                     self._feed(piece)
                 else:
                     super().data_received(piece)
-                if self._in_head:  # the body ended in this piece: what follows it is head
+                if self._in_head and self._begun:  # a next head began after the body's end
                     self._head_fed = max(self._head_fed, len(piece) - self._body_fed)
-                    if self._head_fed and self._head_timer is None:
+                    if self._head_timer is None:
                         self._arm_head_timer()
 
     def _feed(self, data: bytes) -> None:
@@ -177,6 +179,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # Parser callbacks
     def on_message_begin(self) -> None:
+        self._begun = True
         self._in_head = True
         self._head_size = 0
         self._fields = 0

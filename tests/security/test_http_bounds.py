@@ -225,6 +225,23 @@ def test_a_big_head_after_an_unread_body_is_still_431(serve: Callable[..., Any])
         assert closed_by_server(sock)
 
 
+def test_a_chunked_body_ending_is_not_taken_for_a_next_head(serve: Callable[..., Any]) -> None:
+    """The end of a chunked body (its last chunk and blank line) is no head: an idle connection
+    after it gets no 408 when the head time passes."""
+    with serve(LLM_HEADER_TIMEOUT_S=0.5, LLM_KEEPALIVE_TIMEOUT_S=30) as server, \
+            server.connect() as sock:
+        sock.sendall(b"POST /health HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n"
+                     b"\r\n")
+        assert read_answer(sock).status == 405  # answered before the body
+        sock.sendall(b"5\r\nhello\r\n0\r\n\r\n")  # the body, in a read of its own
+        sock.settimeout(1.5)  # three head timeouts
+        with pytest.raises(TimeoutError):
+            sock.recv(65536)
+        sock.settimeout(WAIT_S)
+        sock.sendall(HEALTH)
+        assert read_answer(sock).status == 200
+
+
 def test_an_upgrade_request_is_answered_and_its_connection_closed(
     serve: Callable[..., Any]
 ) -> None:
