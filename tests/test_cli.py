@@ -172,29 +172,3 @@ async def test_prune_history_deletes_only_old_messages(tmp_path: Path, database:
     assert "deleted 1 message(s) older than 30 day(s)" in pruned.stdout
     assert list(left) == ["new"]
 
-
-def test_serve_freezes_what_start_up_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The imports and the app leave the garbage collector's full collections before serving
-    (llm_service/heap.py): a full collection of them paused every request for 110-190 ms."""
-    import gc
-
-    import uvicorn
-
-    from llm_service import cli
-    from llm_service import server as server_module
-
-    frozen: list[int] = []
-
-    def run(self: uvicorn.Server, sockets: object = None) -> None:
-        frozen.append(gc.get_freeze_count())
-        self.started = True
-
-    monkeypatch.setattr(uvicorn.Server, "run", run)
-    monkeypatch.setattr(server_module, "ensure_fd_headroom", lambda _: None)
-    monkeypatch.setenv("LLM_DATA_DIR", str(tmp_path))
-    gc.unfreeze()
-    try:
-        assert cli.main(["serve"]) == 0
-    finally:
-        gc.unfreeze()  # this test process goes on collecting as before
-    assert frozen and frozen[0] > 10_000

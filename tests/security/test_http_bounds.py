@@ -9,6 +9,7 @@ does not touch the database here, so these run once, on SQLite.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import resource
@@ -343,28 +344,52 @@ def test_malformed_requests_get_the_error_shape(serve: Callable[..., Any]) -> No
         assert_error(read_answer(sock), 400, "bad_request")
 
 
-def test_serve_runs_the_bounded_configuration(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ran: list[uvicorn.Config] = []
+def serve_without_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+    on_run: Callable[[uvicorn.Config], None],
+) -> list[int]:
+    """`llm-service serve` up to the point where uvicorn would serve: `on_run` gets the config
+    uvicorn was given; the limits `ensure_fd_headroom` was asked for are returned."""
 
     def run(self: uvicorn.Server, sockets: Any = None) -> None:
-        ran.append(self.config)
+        on_run(self.config)
         self.started = True
 
     monkeypatch.setattr(uvicorn.Server, "run", run)
     fitted: list[int] = []
     monkeypatch.setattr(server_module, "ensure_fd_headroom", fitted.append)
-    for name, value in {"LLM_DATA_DIR": str(tmp_path), "LLM_MAX_HEADER_BYTES": "4096",
-                        "LLM_KEEPALIVE_TIMEOUT_S": "7"}.items():
+    for name, value in {"LLM_DATA_DIR": str(tmp_path), **env}.items():
         monkeypatch.setenv(name, value)
     assert cli.main(["serve"]) == 0
+    return fitted
+
+
+def test_serve_runs_the_bounded_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[uvicorn.Config] = []
+    fitted = serve_without_running(
+        tmp_path, monkeypatch, {"LLM_MAX_HEADER_BYTES": "4096", "LLM_KEEPALIVE_TIMEOUT_S": "7"},
+        ran.append)
     (config,) = ran
     assert isinstance(config.http, type) and issubclass(config.http, BoundedHttpToolsProtocol)
     assert config.http.bounds.max_header_bytes == 4096
     assert config.timeout_keep_alive == 7
     assert config.ws == "none"
     assert fitted == [1000]  # the open-file limit is fitted to LLM_MAX_CONNECTIONS
+
+
+def test_serve_freezes_what_start_up_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The imports and the app leave the garbage collector's full collections before serving
+    (llm_service/heap.py): a full collection of them paused every request for 110-190 ms."""
+    frozen: list[int] = []
+    gc.unfreeze()
+    try:
+        serve_without_running(tmp_path, monkeypatch, {},
+                              lambda _: frozen.append(gc.get_freeze_count()))
+    finally:
+        gc.unfreeze()  # this test process goes on collecting as before
+    assert frozen and frozen[0] > 10_000
 
 
 def test_the_open_file_limit_is_raised_to_fit_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
